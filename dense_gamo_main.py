@@ -1,0 +1,519 @@
+"""GAMO on feature vectors (flattened images or any features): the training loop.
+
+Each batch runs the reference's whole update sequence in ONE compiled step:
+M on the real batch, D on the real batch, a fake batch from the generator (trunk
+in inference mode), M and D on the fake batch, then for every minority class one
+generator update against M and one against D (trunk in training mode).
+`step` grows by 2 per batch, as in the reference: 50000 steps = 25000 batches.
+
+    python MNIST_process.py          # writes Mnist_100_trainData.csv, ...
+    python dense_gamo_main.py        # trains, writes Mnist_100_Gamo/
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dense_suppli import (
+    Imbalance,
+    InputError,
+    atomic_path,
+    batch_slices,
+    imbalance_of,
+    import_tensorflow_quietly,
+    one_hot,
+    read_labelled_csv,
+    relabel_by_size,
+    run_cli,
+    sample_fake_labels,
+    save_image_grid,
+    save_json,
+    save_learning_curve,
+    save_npz,
+    scale_pixels,
+    scores,
+    square_side,
+)
+
+tf = import_tensorflow_quietly()   # before Keras, which imports TensorFlow
+
+import keras  # noqa: E402
+
+import dense_net  # noqa: E402
+
+# ====================================================================== settings
+
+@dataclass
+class Settings:
+    """Everything a run depends on; saved beside its results."""
+
+    train: str = "Mnist_100_trainData.csv"
+    test: str = "Mnist_100_testData.csv"
+    out_dir: str = ""                 # default: <train prefix>_Gamo, e.g. Mnist_100_Gamo
+    steps: int = 50000
+    batch_size: int = 32
+    latent_dim: int = dense_net.LATENT_DIM
+    eval_every: int = 500
+    save_every: int = 5000
+    lr: float = 0.0002
+    beta1: float = 0.5
+    seed: int = 0
+    no_discriminator: bool = False
+    no_scale: bool = False
+    jit: bool = True
+
+
+def add_common_options(parser, defaults):
+    """Options shared by the dense and the convolutional GAMO scripts."""
+    parser.add_argument("--train", default=defaults.train,
+                        help="training CSV: features, then the label as the last column")
+    parser.add_argument("--test", default=defaults.test, help="test CSV, same layout")
+    parser.add_argument("--out-dir", default="", help="output folder (default: the training "
+                        "file's prefix + '_Gamo', e.g. Mnist_100_Gamo)")
+    parser.add_argument("--steps", type=int, default=defaults.steps,
+                        help="max_step; step grows by 2 per batch, as in the reference")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--latent-dim", type=int, default=defaults.latent_dim,
+                        help="size of the generator's noise input")
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every,
+                        help="evaluate (and draw a picture) when step %% N == 0")
+    parser.add_argument("--save-every", type=int, default=defaults.save_every,
+                        help="save the models when step %% N == 0")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")
+    parser.add_argument("--beta1", type=float, default=defaults.beta1, help="Adam beta_1")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="seed of weights, shuffling and noise (the reference sets none)")
+    parser.add_argument("--no-discriminator", action="store_true",
+                        help="the paper's GAMO-without-D ablation: D is neither trained nor "
+                             "used in the generator's loss")
+    parser.add_argument("--no-jit", dest="jit", action="store_false",
+                        help="compile the step with tf.function only, without XLA")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="Train GAMO (Generative Adversarial Minority Oversampling) on feature "
+                    "vectors; defaults are the reference's.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_common_options(parser, Settings())
+    parser.add_argument("--no-scale", action="store_true",
+                        help="use the features as they are instead of (x - 127.5) / 127.5")
+    return parser
+
+
+def settings_from(args, cls=Settings):
+    settings = cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__
+                      if hasattr(args, name)})
+    if not settings.out_dir:
+        settings.out_dir = default_out_dir(settings.train)
+    for name in ("steps", "batch_size", "latent_dim", "eval_every", "save_every"):
+        if getattr(settings, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')}: must be a positive integer")
+    return settings
+
+
+def default_out_dir(train_path):
+    stem = Path(train_path).name.removesuffix(".csv").removesuffix("_trainData")
+    return f"{stem}_Gamo"
+
+
+# ====================================================================== data
+
+@dataclass
+class Dataset:
+    """A relabelled train/test pair: class 0 is the smallest, c-1 the largest."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    imbalance: Imbalance
+    original_labels: np.ndarray     # original label of each new class
+
+
+def load_dataset(train_path, test_path, scale=True, missing_hint="MNIST_process.py"):
+    for path in (train_path, test_path):
+        if not Path(path).is_file():
+            raise InputError(f"{path}: file not found; run 'python {missing_hint}' to "
+                             "prepare it, or pass --train/--test")
+    x_train, y_train = read_labelled_csv(train_path)
+    x_test, y_test = read_labelled_csv(test_path)
+    if x_train.shape[1] != x_test.shape[1]:
+        raise InputError(f"{test_path}: {x_test.shape[1]} features, but {train_path} "
+                         f"has {x_train.shape[1]}")
+    y_train, y_test, original = relabel_by_size(y_train, y_test, train_path, test_path)
+    imbalance = imbalance_of(y_train, path=train_path)
+    if scale:
+        x_train, x_test = scale_pixels(x_train), scale_pixels(x_test)
+    return Dataset(x_train, y_train, x_test, y_test, imbalance, original)
+
+
+def shuffle_once(x, y, rng):
+    """The reference shuffles the training set once, before training."""
+    order = rng.permutation(len(y))
+    return x[order], y[order]
+
+
+# ====================================================================== the game
+
+def mse(target, output):
+    return keras.ops.mean(keras.ops.square(target - output))
+
+
+def as_tensors(*arrays):
+    return [tf.convert_to_tensor(array, dtype=tf.float32) for array in arrays]
+
+
+class Gamo:
+    """The three players, their optimisers and one compiled step per batch."""
+
+    def __init__(self, num_features, imbalance, latent_dim=dense_net.LATENT_DIM,
+                 batch_size=32, lr=0.0002, beta1=0.5, use_discriminator=True, jit=True):
+        self.imbalance = imbalance
+        self.num_classes = c = imbalance.num_classes
+        self.num_features = num_features
+        self.minority = [int(k) for k in imbalance.minority]
+        self.latent_dim = latent_dim
+        self.use_discriminator = use_discriminator
+        # Rows per class in each generator update: ceil(batch / c), 4 for 32 and 10.
+        self.rows_per_class = math.ceil(batch_size / c)
+        self.classifier = dense_net.build_classifier(num_features, c, name="MLP")
+        self.discriminator = dense_net.build_discriminator(num_features, c, name="DIS")
+        self.trunk = dense_net.build_generator_trunk(latent_dim, c, name="GEN")
+        code_dim = self.trunk.output.shape[-1]
+        self.igus = {k: dense_net.build_igu(code_dim, int(imbalance.counts[k]), num_features,
+                                            name=f"GenP_{k}") for k in self.minority}
+
+        def adam():
+            return keras.optimizers.Adam(learning_rate=lr, beta_1=beta1)
+
+        # One Adam state per compiled model of the reference: M, D, and for every
+        # minority class G+IGU_k+M and G+IGU_k+D.
+        self.opt_classifier = self._built(adam(), self.classifier.trainable_variables)
+        self.opt_discriminator = self._built(adam(), self.discriminator.trainable_variables)
+        self.opt_against_classifier = {
+            k: self._built(adam(), self.generator_variables(k)) for k in self.minority}
+        self.opt_against_discriminator = {
+            k: self._built(adam(), self.generator_variables(k)) for k in self.minority}
+        # One compiled step per batch: the fixed-shape updates are XLA clusters
+        # inside it; the fake batch between them has shapes that vary per batch.
+        self._real_updates = tf.function(self._real_updates, jit_compile=jit)
+        self._fake_and_generator_updates = tf.function(self._fake_and_generator_updates,
+                                                       jit_compile=jit)
+        self.step_fn = tf.function(self._train_step)
+        self._predict_fn = tf.function(self._predict, jit_compile=jit, reduce_retracing=True)
+
+    @staticmethod
+    def _built(optimizer, variables):
+        optimizer.build(variables)
+        return optimizer
+
+    def generator_variables(self, k):
+        return self.trunk.trainable_variables + self.igus[k].trainable_variables
+
+    def set_class_points(self, features, labels):
+        """Give every IGU its class's points, in the order of the training set."""
+        for k, igu in self.igus.items():
+            dense_net.set_class_points(igu, features[labels == k])
+
+    # ------------------------------------------------------------ one batch
+    def draw_noise(self, rng, rows):
+        """The batch's random draws, from the run's seeded NumPy generator."""
+        c, g = self.num_classes, self.rows_per_class
+        return {
+            "real_targets": (1 - rng.uniform(0, 0.1, (rows, 1))).astype(np.float32),
+            "fake_labels": sample_fake_labels(rng, self.imbalance, rows),
+            "fake_noise": rng.standard_normal((rows, self.latent_dim)).astype(np.float32),
+            "fake_targets": rng.uniform(0, 0.1, (rows, 1)).astype(np.float32),
+            "class_noise": rng.standard_normal(
+                (len(self.minority), g, self.latent_dim)).astype(np.float32),
+            "class_labels": np.stack([one_hot(np.full(g, k), c) for k in self.minority]),
+        }
+
+    def train_on_batch(self, x, y_onehot, rng):
+        losses = self.step_fn(x, y_onehot, **self.draw_noise(rng, len(x)))
+        return losses
+
+    def _update(self, optimizer, variables, loss_fn):
+        with tf.GradientTape() as tape:
+            loss = loss_fn()
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    def _fake_batch(self, noise, labels):
+        """Each row goes through the IGU of its label; trunk in inference mode.
+
+        Rows are grouped by label (dynamic shapes, so this part runs outside
+        XLA): each row costs its own class's points only, not every class's.
+        """
+        noise, labels = as_tensors(noise, labels)
+        code = self.trunk([noise, labels], training=False)
+        label_ids = tf.argmax(labels, axis=-1, output_type=tf.int32)
+        rows = tf.dynamic_partition(tf.range(tf.shape(code)[0]), label_ids, self.num_classes)
+        codes = tf.dynamic_partition(code, label_ids, self.num_classes)
+        samples = [self.igus[k](codes[k], training=False) if k in self.igus else
+                   tf.zeros((tf.shape(codes[k])[0], self.num_features)) for k in range(self.num_classes)]
+        return tf.dynamic_stitch(rows, samples)
+
+    def _train_step(self, x, y, real_targets, fake_labels, fake_noise, fake_targets,
+                    class_noise, class_labels):
+        real_losses = self._real_updates(x, y, real_targets)
+        # 3. A fake batch of minority samples, labels drawn in proportion to to_balance.
+        fake = self._fake_batch(fake_noise, fake_labels)
+        fake_losses = self._fake_and_generator_updates(fake, fake_labels, fake_targets,
+                                                       class_noise, class_labels)
+        return {**real_losses, **fake_losses}
+
+    def _real_updates(self, x, y, real_targets):
+        # 1-2. Classifier and discriminator on the real batch.
+        losses = {"M_real": self.classifier_update(x, y)}
+        if self.use_discriminator:
+            losses["D_real"] = self.discriminator_update(x, y, real_targets)
+        return losses
+
+    def _fake_and_generator_updates(self, fake, fake_labels, fake_targets, class_noise,
+                                    class_labels):
+        # 4-5. Classifier learns the fake samples' labels; D learns to call them fake.
+        losses = {"M_fake": self.classifier_update(fake, fake_labels)}
+        if self.use_discriminator:
+            losses["D_fake"] = self.discriminator_update(fake, fake_labels, fake_targets)
+        # 6. Generator, class by class, with one noise draw per class.
+        for index, k in enumerate(self.minority):
+            losses.update(self.generator_updates(k, class_noise[index], class_labels[index]))
+        return losses
+
+    def classifier_update(self, x, targets):
+        x, targets = as_tensors(x, targets)
+        M = self.classifier
+        return self._update(self.opt_classifier, M.trainable_variables,
+                            lambda: mse(targets, M(x, training=True)))
+
+    def discriminator_update(self, x, labels, targets):
+        x, labels, targets = as_tensors(x, labels, targets)
+        D = self.discriminator
+        return self._update(self.opt_discriminator, D.trainable_variables,
+                            lambda: mse(targets, D([x, labels], training=True)))
+
+    def generator_updates(self, k, noise, labels):
+        """Train the trunk and IGU_k; M and D stay fixed. First make M misclassify
+        (target: every class but k), then make D call the samples real."""
+        noise, labels = as_tensors(noise, labels)
+        variables = self.generator_variables(k)
+
+        def generated():
+            code = self.trunk([noise, labels], training=True)   # batch statistics
+            return self.igus[k](code, training=True)
+
+        losses = {f"G_M_{k}": self._update(
+            self.opt_against_classifier[k], variables,
+            lambda: mse(1 - labels, self.classifier(generated(), training=False)))}
+        if self.use_discriminator:
+            losses[f"G_D_{k}"] = self._update(
+                self.opt_against_discriminator[k], variables,
+                lambda: mse(1.0, self.discriminator([generated(), labels], training=False)))
+        return losses
+
+    # ------------------------------------------------------------ inference
+    def _predict(self, x):
+        return tf.argmax(self.classifier(x, training=False), axis=-1)
+
+    def predict_labels(self, x, chunk=4096):
+        return np.concatenate([self._predict_fn(x[start:start + chunk]).numpy()
+                               for start in range(0, len(x), chunk)])
+
+    def generate(self, k, noise):
+        """Samples of minority class k from noise, trunk in inference mode."""
+        labels = one_hot(np.full(len(noise), k), self.num_classes)
+        code = self.trunk([noise, labels], training=False)
+        return keras.ops.convert_to_numpy(self.igus[k](code, training=False))
+
+    def models(self):
+        """Name prefix -> model, as the reference saves them."""
+        named = {"GEN": self.trunk, "MLP": self.classifier}
+        if self.use_discriminator:
+            named["DIS"] = self.discriminator
+        named.update({f"GenP_{k}": igu for k, igu in self.igus.items()})
+        return named
+
+
+# ====================================================================== the run
+
+RECORD_KEYS = ("acsaSaveTr", "gmSaveTr", "accSaveTr", "acsaSaveTs", "gmSaveTs", "accSaveTs",
+               "confMatSaveTr", "confMatSaveTs", "tprSaveTr", "tprSaveTs")
+
+
+class Record:
+    """Scores at every evaluation: index step / eval_every, the final one last."""
+
+    def __init__(self, steps, eval_every, num_classes):
+        self.length = math.ceil(steps / eval_every) + 1
+        c = num_classes
+        self.arrays = {key: np.zeros((self.length, c, c) if "confMat" in key else
+                                     (self.length, c) if "tpr" in key else self.length)
+                       for key in RECORD_KEYS}
+        self.steps_seen = np.full(self.length, -1)
+
+    def store(self, index, step, train, test):
+        if index >= self.length:
+            return
+        self.steps_seen[index] = step
+        for suffix, result in (("Tr", train), ("Ts", test)):
+            self.arrays[f"acsaSave{suffix}"][index] = result.acsa
+            self.arrays[f"gmSave{suffix}"][index] = result.gm
+            self.arrays[f"accSave{suffix}"][index] = result.acc
+            self.arrays[f"tprSave{suffix}"][index] = result.tpr
+            self.arrays[f"confMatSave{suffix}"][index] = result.conf_mat
+
+
+class Run:
+    """Step counting, evaluations, pictures and saving around the compiled step.
+
+    `evaluate` returns (train Scores, test Scores); `extra_models` adds models
+    to every save (the convolutional script's feature extractor).
+    """
+
+    def __init__(self, settings, gamo, evaluate, image_side=None, extra_models=None):
+        self.settings = settings
+        self.gamo = gamo
+        self.evaluate = evaluate
+        self.image_side = image_side
+        self.extra_models = extra_models or {}
+        self.out_dir = Path(settings.out_dir)
+        self.prefix = self.out_dir.name
+        self.step = 0
+        self.rng = np.random.default_rng(settings.seed)
+        self.picture_rng = np.random.default_rng([settings.seed, 1])
+        self.record = Record(settings.steps, settings.eval_every, gamo.num_classes)
+        self.latest = None
+        self.progress = None
+
+    def play(self, features, onehot, slices, until=None):
+        """One pass over the batches (or until step reaches `until`)."""
+        for rows in slices:
+            if until is not None and self.step >= until:
+                return
+            self.gamo.train_on_batch(features[rows], onehot[rows], self.rng)
+            self.after_batch()
+            self.step += 2
+
+    def after_batch(self):
+        s = self.settings
+        if self.progress is not None:
+            self.progress.update(1)
+        if self.step % s.eval_every == 0:
+            self.evaluate_and_report(self.step // s.eval_every)
+            if self.image_side:
+                self.save_picture()
+        if self.step % s.save_every == 0 and self.step != 0:
+            self.save_models()
+
+    def evaluate_and_report(self, index):
+        train, test = self.evaluate()
+        self.record.store(index, self.step, train, test)
+        self.latest = test
+        write = self.progress.write if self.progress is not None else print
+        for name, result in (("train", train), ("test", test)):
+            write(f"step {self.step} {name}: ACSA {result.acsa:.4f} GM {result.gm:.4f} "
+                  f"TPR {np.array2string(result.tpr, precision=4, max_line_width=200)}")
+        if self.progress is not None:
+            self.progress.set_postfix(test_acsa=f"{test.acsa:.4f}", test_gm=f"{test.gm:.4f}")
+
+    def save_picture(self):
+        """Three generated samples per minority class, one row each."""
+        g = self.gamo
+        samples = [g.generate(k, self.picture_rng.standard_normal((3, g.latent_dim)).astype(np.float32))
+                   for k in g.minority]
+        path = self.out_dir / "Pictures" / f"{self.prefix}_{self.step}.png"
+        save_image_grid(path, np.stack(samples), self.image_side)
+
+    def save_models(self, step=None):
+        step = self.step if step is None else step
+        folder = self.out_dir / f"gamo_models_{step}"
+        for name, model in {**self.extra_models, **self.gamo.models()}.items():
+            with atomic_path(folder / f"{name}_{step}.keras") as tmp:
+                model.save(tmp)
+
+    def finish(self, started):
+        """Final evaluation at the last index, final models and the result files."""
+        self.evaluate_and_report(self.record.length - 1)
+        self.save_models()
+        test = self.latest
+        save_npz(self.out_dir / "Results.npz", acsa=test.acsa, gm=test.gm, tpr=test.tpr,
+                 confMat=test.conf_mat, acc=test.acc)
+        save_npz(self.out_dir / "Record.npz", **self.record.arrays)
+        save_learning_curve(self.out_dir / "learning_curve.png", self.record)
+        save_json(self.out_dir / "settings.json",
+                  {**asdict(self.settings), "final_step": self.step,
+                   "wall_time_s": round(time.time() - started, 1),
+                   "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                                "numpy": np.__version__}})
+        return test
+
+
+def progress_bar(total_batches):
+    from tqdm.auto import tqdm
+    return tqdm(total=total_batches, unit="batch", dynamic_ncols=True, mininterval=1.0)
+
+
+def prepare_output(out_dir):
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{out_dir}: cannot create output folder ({error.strerror})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise InputError(f"{out_dir}: output folder is not writable")
+
+
+def print_summary(dataset, settings, gamo):
+    counts = dataset.imbalance.counts
+    print(f"seed {settings.seed}; {len(dataset.y_train)} training rows, {len(dataset.y_test)} test "
+          f"rows, {dataset.x_train.shape[1]} features, {gamo.num_classes} classes")
+    print("classes by size (new label: original label x count): "
+          + ", ".join(f"{k}: {o} x {n}" for k, (o, n) in enumerate(zip(dataset.original_labels, counts))))
+    print(f"minority classes: {gamo.minority}; output folder {settings.out_dir}")
+
+
+def main(argv=None):
+    settings = settings_from(build_parser().parse_args(argv))
+    dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale)
+    prepare_output(settings.out_dir)
+    keras.utils.set_random_seed(settings.seed)
+    gamo = Gamo(dataset.x_train.shape[1], dataset.imbalance, settings.latent_dim,
+                settings.batch_size, settings.lr, settings.beta1,
+                use_discriminator=not settings.no_discriminator, jit=settings.jit)
+    print_summary(dataset, settings, gamo)
+    run = Run(settings, gamo, evaluate=None, image_side=square_side(dataset.x_train.shape[1]))
+    x_train, y_train = shuffle_once(dataset.x_train, dataset.y_train, run.rng)
+    gamo.set_class_points(x_train, y_train)
+    onehot = one_hot(y_train, gamo.num_classes)
+
+    def evaluate():
+        c = gamo.num_classes
+        return (scores(y_train, gamo.predict_labels(x_train), c),
+                scores(dataset.y_test, gamo.predict_labels(dataset.x_test), c))
+
+    run.evaluate = evaluate
+    slices = batch_slices(len(y_train), settings.batch_size)
+    started = time.time()
+    run.progress = progress_bar(math.ceil(settings.steps / 2))
+    while run.step < settings.steps:
+        run.play(x_train, onehot, slices, until=settings.steps)
+    run.progress.close()
+    run.progress = None
+    test = run.finish(started)
+    print(f"final test ACSA {test.acsa:.4f} GM {test.gm:.4f} acc {test.acc:.4f} "
+          f"after {run.step} steps in {time.time() - started:.0f} s; outputs in {settings.out_dir}/"
+          f" (learning curve: {settings.out_dir}/learning_curve.png)")
+    return test
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,49 @@
+"""Shared fixtures: small real data (scikit-learn digits) and a script runner."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+SEED = 0
+# Imbalanced digits: original label -> training rows (IR 8); 20 test rows each.
+DIGITS_TRAIN_COUNTS = {0: 80, 1: 40, 2: 20, 3: 10}
+DIGITS_TEST_PER_CLASS = 20
+
+
+def run_script(script, *args, cwd=None, env=None):
+    """Run one of the project's scripts in a new process."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)],
+                          cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
+
+
+def write_labelled(path, features, labels):
+    np.savetxt(path, np.column_stack([features, labels]), fmt="%d", delimiter=",")
+
+
+@pytest.fixture(scope="session")
+def digits_csvs(tmp_path_factory):
+    """Train/test CSVs (64 pixels scaled to 0-255, label last) of 4 imbalanced digit classes."""
+    from sklearn.datasets import load_digits
+
+    images, labels = load_digits(return_X_y=True)
+    pixels = np.clip(np.round(images * 255 / 16), 0, 255).astype(int)
+    rng = np.random.default_rng(SEED)
+    train_rows, test_rows = [], []
+    for label, count in DIGITS_TRAIN_COUNTS.items():
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        train_rows.append(rows[:count])
+        test_rows.append(rows[count:count + DIGITS_TEST_PER_CLASS])
+    folder = tmp_path_factory.mktemp("digits")
+    train, test = folder / "Digits_8_trainData.csv", folder / "Digits_8_testData.csv"
+    write_labelled(train, pixels[np.concatenate(train_rows)], labels[np.concatenate(train_rows)])
+    write_labelled(test, pixels[np.concatenate(test_rows)], labels[np.concatenate(test_rows)])
+    return train, test

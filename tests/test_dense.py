@@ -1,0 +1,236 @@
+"""GAMO on feature vectors: networks, the game's updates, and whole runs."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import SEED, run_script
+
+import dense_gamo_main as main_module
+import dense_net
+from dense_suppli import Imbalance, one_hot
+
+keras = pytest.importorskip("keras")
+tf = pytest.importorskip("tensorflow")
+
+REFERENCE_COUNTS = np.array([40, 60, 100, 200, 350, 500, 750, 1000, 2000, 4000])
+
+
+# ---------------------------------------------------------------- networks
+
+def test_parameter_counts_match_the_reference_architecture():
+    assert dense_net.build_classifier(784, 10).count_params() == 235_146
+    # D: (784 + 10) * 256 + 256, 256 * 128 + 128, 128 + 1
+    assert dense_net.build_discriminator(784, 10).count_params() == 236_545
+    # trunk: (100 + 10) * 256 + 256, BN 4 * 256, 256 * 64 + 64, BN 4 * 64
+    trunk = dense_net.build_generator_trunk(100, 10)
+    assert trunk.count_params() == 46_144
+    assert trunk.output.shape[-1] == 64
+    for n in (40, 2000):
+        igu = dense_net.build_igu(64, n, 784)
+        trainable = sum(int(np.prod(v.shape)) for v in igu.trainable_variables)
+        assert trainable == 64 * n + n
+        assert tuple(dense_net.class_points(igu).shape) == (n, 784)
+
+
+def test_igu_outputs_convex_combinations_of_its_class_points():
+    rng = np.random.default_rng(SEED)
+    points = rng.normal(size=(7, 5)).astype(np.float32)
+    igu = dense_net.build_igu(64, 7, 5)
+    dense_net.set_class_points(igu, points)
+    code = rng.normal(size=(6, 64)).astype(np.float32)
+    weights = dense_net.convex_weights_model(igu)(code).numpy()
+    assert (weights >= 0).all()
+    np.testing.assert_allclose(weights.sum(axis=1), 1, rtol=1e-6)
+    np.testing.assert_allclose(igu(code).numpy(), weights @ points, rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the game
+
+@pytest.fixture()
+def small_game():
+    """A 4-class game on 16 features (eager: every update is checked on its own)."""
+    keras.utils.set_random_seed(SEED)
+    counts = np.array([5, 8, 12, 20])
+    gamo = main_module.Gamo(16, Imbalance(counts), latent_dim=8, batch_size=8, jit=False)
+    rng = np.random.default_rng(SEED)
+    labels = np.repeat(np.arange(4), counts)
+    features = rng.normal(size=(labels.size, 16)).astype(np.float32)
+    gamo.set_class_points(features, labels)
+    return gamo, features, labels, rng
+
+
+def snapshot(model):
+    return [np.array(v) for v in model.variables]
+
+
+def changed(before, model):
+    return any(not np.array_equal(a, np.array(v)) for a, v in zip(before, model.variables))
+
+
+def all_models(gamo):
+    return {"M": gamo.classifier, "D": gamo.discriminator, "G": gamo.trunk,
+            **{f"IGU_{k}": igu for k, igu in gamo.igus.items()}}
+
+
+def updates_change_only(gamo, action, expected):
+    before = {name: snapshot(model) for name, model in all_models(gamo).items()}
+    action()
+    moved = {name for name, model in all_models(gamo).items() if changed(before[name], model)}
+    assert moved == expected
+
+
+def test_generator_update_changes_neither_classifier_nor_discriminator(small_game):
+    gamo, _, _, rng = small_game
+    noise = rng.normal(size=(2, 8)).astype(np.float32)
+    labels = one_hot(np.full(2, 1), 4)
+    updates_change_only(gamo, lambda: gamo.generator_updates(1, noise, labels), {"G", "IGU_1"})
+
+
+def test_classifier_and_discriminator_updates_change_nothing_else(small_game):
+    gamo, features, labels, _ = small_game
+    x, y = features[:8], one_hot(labels[:8], 4)
+    updates_change_only(gamo, lambda: gamo.classifier_update(x, y), {"M"})
+    updates_change_only(gamo, lambda: gamo.discriminator_update(x, y, np.ones((8, 1), "float32")), {"D"})
+
+
+def moving_statistics(trunk):
+    return [np.array(v) for v in trunk.non_trainable_variables]
+
+
+def test_batchnorm_statistics_frozen_in_fake_batch_and_updated_by_generator(small_game):
+    gamo, _, _, rng = small_game
+    before = moving_statistics(gamo.trunk)
+    noise = gamo.draw_noise(rng, 8)
+    fake = gamo._fake_batch(noise["fake_noise"], noise["fake_labels"])
+    for a, b in zip(before, moving_statistics(gamo.trunk)):
+        np.testing.assert_array_equal(a, b)
+    assert fake.shape == (8, 16)
+    gamo.generator_updates(0, noise["class_noise"][0], noise["class_labels"][0])
+    assert all(not np.array_equal(a, b) for a, b in zip(before, moving_statistics(gamo.trunk)))
+
+
+def test_fake_batch_rows_come_from_the_igu_of_their_label(small_game):
+    gamo, features, labels, rng = small_game
+    noise = gamo.draw_noise(rng, 8)
+    fake = gamo._fake_batch(noise["fake_noise"], noise["fake_labels"]).numpy()
+    code = gamo.trunk([noise["fake_noise"], noise["fake_labels"]], training=False)
+    for row, k in enumerate(noise["fake_labels"].argmax(axis=1)):
+        assert k in gamo.minority
+        weights = dense_net.convex_weights_model(gamo.igus[k])(code[row:row + 1]).numpy()
+        np.testing.assert_allclose(fake[row], (weights @ features[labels == k])[0], rtol=1e-4, atol=1e-5)
+
+
+def test_generator_batch_has_ceil_batch_over_classes_rows_per_class(small_game):
+    gamo, _, _, rng = small_game
+    noise = gamo.draw_noise(rng, 8)
+    assert noise["class_noise"].shape == (3, 2, 8)          # 3 minority classes, ceil(8 / 4) rows
+    assert noise["class_labels"][2].argmax(axis=1).tolist() == [2, 2]
+
+
+def test_without_discriminator_d_is_never_trained():
+    keras.utils.set_random_seed(SEED)
+    gamo = main_module.Gamo(16, Imbalance(np.array([5, 8, 12, 20])), latent_dim=8, batch_size=8,
+                            use_discriminator=False, jit=False)
+    gamo.set_class_points(np.zeros((45, 16), "float32"), np.repeat(np.arange(4), [5, 8, 12, 20]))
+    before = snapshot(gamo.discriminator)
+    rng = np.random.default_rng(SEED)
+    losses = gamo.train_on_batch(np.ones((8, 16), "float32"), one_hot(np.arange(8) % 4, 4), rng)
+    assert not changed(before, gamo.discriminator)
+    assert not any(name.startswith(("D_", "G_D")) for name in losses)
+    assert "DIS" not in gamo.models()
+
+
+# ---------------------------------------------------------------- whole runs
+
+RUN_ARGS = ["--steps", "40", "--eval-every", "10", "--save-every", "20", "--batch-size", "32"]
+
+
+def run_main(digits_csvs, out_dir, *extra):
+    train, test = digits_csvs
+    return main_module.main(["--train", str(train), "--test", str(test), "--out-dir", str(out_dir),
+                             *RUN_ARGS, *extra])
+
+
+@pytest.fixture(scope="module")
+def finished_run(digits_csvs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "Digits_8_Gamo"
+    run_main(digits_csvs, out)
+    return out
+
+
+def test_short_run_writes_every_output_with_reference_keys_and_shapes(finished_run):
+    out, c = finished_run, 4
+    record = np.load(out / "Record.npz")
+    assert sorted(record.files) == sorted(main_module.RECORD_KEYS)
+    length = 40 // 10 + 1
+    for key in ("acsaSaveTr", "gmSaveTr", "accSaveTr", "acsaSaveTs", "gmSaveTs", "accSaveTs"):
+        assert record[key].shape == (length,)
+    assert record["tprSaveTs"].shape == (length, c)
+    assert record["confMatSaveTr"].shape == (length, c, c)
+    assert record["confMatSaveTs"][-1].sum() == 80               # 20 test rows per class
+    results = np.load(out / "Results.npz")
+    assert sorted(results.files) == ["acc", "acsa", "confMat", "gm", "tpr"]
+    assert results["acsa"] == pytest.approx(record["acsaSaveTs"][-1])
+    pictures = sorted(p.name for p in (out / "Pictures").iterdir())
+    assert pictures == [f"Digits_8_Gamo_{step}.png" for step in (0, 10, 20, 30)]
+    for step in (20, 40):
+        names = sorted(p.name for p in (out / f"gamo_models_{step}").iterdir())
+        assert names == sorted([f"DIS_{step}.keras", f"GEN_{step}.keras", f"MLP_{step}.keras"]
+                               + [f"GenP_{k}_{step}.keras" for k in range(3)])
+    assert (out / "learning_curve.png").stat().st_size > 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["steps"] == 40 and settings["seed"] == SEED and settings["final_step"] == 40
+    assert not list(out.rglob(".tmp-*"))
+
+
+def test_same_seed_gives_identical_record(finished_run, digits_csvs, tmp_path):
+    run_main(digits_csvs, tmp_path / "again")
+    first, second = np.load(finished_run / "Record.npz"), np.load(tmp_path / "again" / "Record.npz")
+    for key in main_module.RECORD_KEYS:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+
+
+def test_saved_models_reload_in_a_new_process(finished_run, tmp_path):
+    script = tmp_path / "reload.py"
+    script.write_text(
+        "import sys, numpy as np, keras\n"
+        f"sys.path.insert(0, {str(main_module.__file__.rsplit('/', 1)[0])!r})\n"
+        "import dense_net\n"
+        f"folder = {str(finished_run / 'gamo_models_40')!r}\n"
+        "gen = keras.models.load_model(folder + '/GEN_40.keras')\n"
+        "igu = keras.models.load_model(folder + '/GenP_0_40.keras')\n"
+        "mlp = keras.models.load_model(folder + '/MLP_40.keras')\n"
+        "z = np.zeros((2, 100), 'float32'); y = np.eye(4, dtype='float32')[[0, 0]]\n"
+        "sample = igu(gen([z, y], training=False))\n"
+        "points = dense_net.class_points(igu).numpy()\n"
+        "assert points.shape == (10, 64) and np.abs(points).sum() > 0\n"
+        "print(tuple(sample.shape), tuple(mlp(sample).shape))\n")
+    result = run_script(str(script))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-2] == "(2, 64) (2, 4)"
+
+
+def test_no_discriminator_run_saves_no_discriminator(digits_csvs, tmp_path):
+    run_main(digits_csvs, tmp_path / "nodis", "--no-discriminator", "--no-jit")
+    assert not list((tmp_path / "nodis").rglob("DIS_*"))
+    assert (tmp_path / "nodis" / "gamo_models_40" / "MLP_40.keras").is_file()
+
+
+def test_balanced_data_exits_with_the_reference_message(tmp_path):
+    rows = np.column_stack([np.zeros((6, 4)), [0, 0, 0, 1, 1, 1]])
+    for name in ("tr.csv", "ts.csv"):
+        np.savetxt(tmp_path / name, rows, fmt="%d", delimiter=",")
+    result = run_script("dense_gamo_main.py", "--train", tmp_path / "tr.csv", "--test", tmp_path / "ts.csv",
+                        "--out-dir", tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'tr.csv'}: No imbalanced classes found"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_data_points_to_the_processing_script(tmp_path):
+    result = run_script("dense_gamo_main.py", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Mnist_100_trainData.csv: file not found" in result.stderr
+    assert "MNIST_process.py" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

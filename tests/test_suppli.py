@@ -1,0 +1,111 @@
+"""dense_suppli: reading, relabelling, imbalance figures, sampler, batches, metrics."""
+
+import numpy as np
+import pytest
+from conftest import SEED
+from imblearn.metrics import geometric_mean_score
+from scipy.stats import chisquare
+from sklearn.metrics import balanced_accuracy_score
+
+import dense_suppli as s
+
+
+@pytest.mark.parametrize("trial", range(5))
+def test_acsa_and_gm_equal_scikit_learn_and_imbalanced_learn(trial):
+    rng = np.random.default_rng([SEED, trial])
+    truth = rng.integers(0, 5, 300)
+    predicted = np.where(rng.random(300) < 0.7, truth, rng.integers(0, 5, 300))
+    result = s.scores(truth, predicted, 5)
+    assert result.acsa == pytest.approx(balanced_accuracy_score(truth, predicted))
+    assert result.gm == pytest.approx(geometric_mean_score(truth, predicted))
+    assert result.acc == pytest.approx(np.mean(truth == predicted))
+
+
+def test_gm_is_zero_when_a_class_is_never_recognised():
+    truth = np.array([0, 0, 1, 1, 2, 2])
+    predicted = np.array([0, 0, 1, 1, 1, 1])
+    result = s.scores(truth, predicted, 3)
+    assert result.gm == 0.0 == geometric_mean_score(truth, predicted)
+    np.testing.assert_allclose(result.tpr, [1, 1, 0])
+    assert result.conf_mat.tolist() == [[2, 0, 0], [0, 2, 0], [0, 2, 0]]
+
+
+def test_relabel_orders_classes_by_training_count_stably():
+    train = np.array([7, 7, 7, 3, 3, 5, 5, 9])     # counts: 3->2, 5->2, 7->3, 9->1
+    test = np.array([9, 3, 5, 7])
+    new_train, new_test, original = s.relabel_by_size(train, test)
+    assert original.tolist() == [9, 3, 5, 7]       # 3 before 5: equal counts keep their order
+    assert new_test.tolist() == [0, 1, 2, 3]
+    assert np.bincount(new_train).tolist() == [1, 2, 2, 3]
+
+
+def test_relabel_rejects_unseen_test_labels_and_single_class():
+    with pytest.raises(s.InputError, match="label 4 does not occur"):
+        s.relabel_by_size(np.array([0, 1]), np.array([4]), "tr.csv", "ts.csv")
+    with pytest.raises(s.InputError, match="at least 2 classes"):
+        s.relabel_by_size(np.array([0, 0]), np.array([0]))
+
+
+def test_imbalance_figures():
+    imbalance = s.imbalance_of(np.repeat([0, 1, 2, 3], [10, 20, 40, 40]))
+    assert imbalance.minority.tolist() == [0, 1]              # the two classes of 40 are not
+    assert imbalance.to_balance.tolist() == [30, 20, 0, 0]
+    np.testing.assert_allclose(imbalance.ratios, [4, 2, 1, 1])
+    np.testing.assert_allclose(imbalance.fake_label_probabilities, [0.6, 0.4, 0, 0])
+
+
+def test_balanced_data_stops_with_the_reference_message():
+    with pytest.raises(s.InputError, match="No imbalanced classes found"):
+        s.imbalance_of(np.repeat([0, 1], 5))
+
+
+def test_fake_label_frequencies_match_to_balance():
+    imbalance = s.Imbalance(np.array([40, 60, 100, 350, 4000]))
+    draws = s.sample_fake_labels(np.random.default_rng(SEED), imbalance, 20000)
+    assert draws.shape == (20000, 5)
+    assert set(np.unique(draws.sum(axis=1))) == {1.0}
+    observed = draws.sum(axis=0)
+    assert observed[-1] == 0                                    # never the majority class
+    expected = imbalance.fake_label_probabilities[:-1] * 20000
+    assert chisquare(observed[:-1], expected).pvalue > 0.01
+
+
+def test_batches_are_consecutive_with_a_short_last_one():
+    slices = s.batch_slices(70, 32)
+    assert [(sl.start, sl.stop) for sl in slices] == [(0, 32), (32, 64), (64, 70)]
+
+
+def test_reader_accepts_integer_and_scientific_notation(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("0.000000000000000000e+00,2.550000000000000000e+02,3.000000000000000000e+00\n"
+                    "1,128,0\n")
+    features, labels = s.read_labelled_csv(path)
+    np.testing.assert_array_equal(features, [[0, 255], [1, 128]])
+    assert labels.tolist() == [3, 0]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "file is empty"),
+    ("1,2,nan\n", "NaN or infinite"),
+    ("1,2,3\n1,2\n", "columns"),
+])
+def test_reader_errors_name_the_file(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(s.InputError, match=message) as error:
+        s.read_labelled_csv(path)
+    assert str(path) in str(error.value)
+
+
+def test_scaling_maps_pixels_to_minus_one_one():
+    np.testing.assert_allclose(s.scale_pixels([0, 127.5, 255]), [-1, 0, 1])
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.npz"
+    with pytest.raises(RuntimeError), s.atomic_path(target) as tmp:
+        np.savez(tmp, a=np.arange(3))
+        raise RuntimeError("crash during a save")
+    assert list(tmp_path.iterdir()) == []
+    s.save_npz(target, a=np.arange(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]
