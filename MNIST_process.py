@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import pickle
 import struct
 from dataclasses import dataclass, field
@@ -20,7 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dense_suppli import InputError, atomic_path, integer_labels, read_numeric_csv, run_cli, save_labelled_csv
+from dense_suppli import (
+    InputError,
+    atomic_path,
+    integer_labels,
+    prepare_output_dir,
+    read_numeric_csv,
+    run_cli,
+    save_labelled_csv,
+)
 
 REFERENCE_TRAIN_COUNTS = (4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40)
 TRAIN_POOL = 4000   # draws come from the first TRAIN_POOL images of each class
@@ -290,23 +297,9 @@ def write_outputs(out_dir, prefix, train, test, transpose):
         pickle.dump(samples, handle)
 
 
-def check_out_dir(out_dir):
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{out_dir}: cannot create output folder ({error.strerror})") from None
-    if not out_dir.is_dir() or not _writable(out_dir):
-        raise InputError(f"{out_dir}: output folder is not writable")
-
-
-def _writable(directory):
-    return os.access(directory, os.W_OK | os.X_OK)
-
-
 def main(argv=None, spec=MNIST):
     args = build_parser(spec).parse_args(argv)
-    check_out_dir(args.out_dir)
+    prepare_output_dir(args.out_dir)
     prefix, train, test, note = prepare(args, spec)
     print(f"source: {note}")
     print(f"seed: {args.seed}")

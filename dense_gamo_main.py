@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from dense_suppli import (
     imbalance_of,
     import_tensorflow_quietly,
     one_hot,
+    prepare_output_dir,
     read_labelled_csv,
     relabel_by_size,
     run_cli,
@@ -433,12 +433,27 @@ class Run:
         path = self.out_dir / "Pictures" / f"{self.prefix}_{self.step}.png"
         save_image_grid(path, np.stack(samples), self.image_side)
 
-    def save_models(self, step=None):
-        step = self.step if step is None else step
+    def save_models(self):
+        step = self.step
         folder = self.out_dir / f"gamo_models_{step}"
         for name, model in {**self.extra_models, **self.gamo.models()}.items():
             with atomic_path(folder / f"{name}_{step}.keras") as tmp:
                 model.save(tmp)
+
+    def play_to_the_end(self, play_round):
+        """Call play_round() until the step count is reached; then write the results."""
+        started = time.time()
+        self.progress = progress_bar(math.ceil(self.settings.steps / 2))
+        while self.step < self.settings.steps:
+            play_round()
+        self.progress.close()
+        self.progress = None
+        test = self.finish(started)
+        out = self.settings.out_dir
+        print(f"final test ACSA {test.acsa:.4f} GM {test.gm:.4f} acc {test.acc:.4f} after "
+              f"{self.step} steps in {time.time() - started:.0f} s; outputs in {out}/ "
+              f"(learning curve: {out}/learning_curve.png)")
+        return test
 
     def finish(self, started):
         """Final evaluation at the last index, final models and the result files."""
@@ -462,16 +477,6 @@ def progress_bar(total_batches):
     return tqdm(total=total_batches, unit="batch", dynamic_ncols=True, mininterval=1.0)
 
 
-def prepare_output(out_dir):
-    out_dir = Path(out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise InputError(f"{out_dir}: cannot create output folder ({error.strerror})") from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise InputError(f"{out_dir}: output folder is not writable")
-
-
 def print_summary(dataset, settings, gamo):
     counts = dataset.imbalance.counts
     print(f"seed {settings.seed}; {len(dataset.y_train)} training rows, {len(dataset.y_test)} test "
@@ -484,7 +489,7 @@ def print_summary(dataset, settings, gamo):
 def main(argv=None):
     settings = settings_from(build_parser().parse_args(argv))
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale)
-    prepare_output(settings.out_dir)
+    prepare_output_dir(settings.out_dir)
     keras.utils.set_random_seed(settings.seed)
     gamo = Gamo(dataset.x_train.shape[1], dataset.imbalance, settings.latent_dim,
                 settings.batch_size, settings.lr, settings.beta1,
@@ -502,17 +507,7 @@ def main(argv=None):
 
     run.evaluate = evaluate
     slices = batch_slices(len(y_train), settings.batch_size)
-    started = time.time()
-    run.progress = progress_bar(math.ceil(settings.steps / 2))
-    while run.step < settings.steps:
-        run.play(x_train, onehot, slices, until=settings.steps)
-    run.progress.close()
-    run.progress = None
-    test = run.finish(started)
-    print(f"final test ACSA {test.acsa:.4f} GM {test.gm:.4f} acc {test.acc:.4f} "
-          f"after {run.step} steps in {time.time() - started:.0f} s; outputs in {settings.out_dir}/"
-          f" (learning curve: {settings.out_dir}/learning_curve.png)")
-    return test
+    return run.play_to_the_end(lambda: run.play(x_train, onehot, slices, until=settings.steps))
 
 
 if __name__ == "__main__":

@@ -101,6 +101,18 @@ def save_labelled_csv(path, features, labels):
         np.savetxt(tmp, table, fmt="%d" if integral else "%.9g", delimiter=",")
 
 
+def prepare_output_dir(out_dir):
+    """Create the output folder, or explain in one line why it cannot be used."""
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"{out_dir}: cannot create output folder ({error.strerror})") from None
+    if not out_dir.is_dir() or not os.access(out_dir, os.W_OK | os.X_OK):
+        raise InputError(f"{out_dir}: output folder is not writable")
+    return out_dir
+
+
 # ---------------------------------------------------------------- CSV reading
 
 def _looks_numeric(cell):
@@ -289,20 +301,24 @@ def save_figure(figure, path):
         figure.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
 
 
-def save_image_grid(path, images, side, row_titles=None):
-    """Save images[r][c] (flat rows scaled to [-1, 1]) as a grid of greyscale pictures."""
+def save_image_grid(path, images, shape, row_titles=None):
+    """Save images[r][c] (flat, scaled to [-1, 1]) as a grid of greyscale pictures.
+
+    `shape` is the side of square images or (height, width).
+    """
     images = np.asarray(images)
+    height, width = (shape, shape) if np.isscalar(shape) else tuple(shape)[:2]
     rows, cols = images.shape[:2]
     figure = _figure(rows, cols)
     axes = figure.subplots(rows, cols, squeeze=False)
     for r in range(rows):
         for c in range(cols):
             axis = axes[r][c]
-            axis.imshow(images[r, c].reshape(side, side), cmap="gray", vmin=-1, vmax=1)
+            axis.imshow(images[r, c].reshape(height, width), cmap="gray", vmin=-1, vmax=1)
             axis.set_xticks([])
             axis.set_yticks([])
         if row_titles is not None:
-            axes[r][0].set_ylabel(row_titles[r])
+            axes[r][0].set_ylabel(row_titles[r], fontsize=8)
     figure.tight_layout()
     save_figure(figure, path)
 

@@ -25,6 +25,17 @@ def run_script(script, *args, cwd=None, env=None):
                           cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
 
 
+def run_in_new_process(folder, body):
+    """Run Python lines in a fresh interpreter with the project importable; return stdout's last line."""
+    script = Path(folder) / "snippet.py"
+    script.write_text("import sys\n"
+                      f"sys.path.insert(0, {str(ROOT)!r})\n"
+                      "import numpy as np, keras, dense_net\n" + body)
+    result = run_script(str(script))
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
 def write_labelled(path, features, labels):
     np.savetxt(path, np.column_stack([features, labels]), fmt="%d", delimiter=",")
 
@@ -47,3 +58,15 @@ def digits_csvs(tmp_path_factory):
     write_labelled(train, pixels[np.concatenate(train_rows)], labels[np.concatenate(train_rows)])
     write_labelled(test, pixels[np.concatenate(test_rows)], labels[np.concatenate(test_rows)])
     return train, test
+
+
+@pytest.fixture(scope="session")
+def conv_run(digits_csvs, tmp_path_factory):
+    """A short convolutional GAMO run on the digits: 2 rounds, models at steps 10 and 20."""
+    import fashion_mnist_gamo_main as conv
+
+    train, test = digits_csvs
+    out = tmp_path_factory.mktemp("conv") / "Digits_8_Gamo"
+    conv.main(["--train", str(train), "--test", str(test), "--out-dir", str(out), "--steps", "20",
+               "--eval-every", "10", "--save-every", "10", "--num-features", "32"])
+    return out

@@ -1,0 +1,239 @@
+"""Time GAMO's compiled step against the reference's call pattern, in one process.
+
+Dense case: the same networks on the Fashion-MNIST IR-100 set flattened to 784
+features (built in memory from the Debian package dataset-fashion-mnist if it
+is installed, else random data of the same shape and class counts).
+
+  (a) compiled: Gamo.train_on_batch, one tf.function call per batch;
+  (b) reference: one train_on_batch per network update and one predict per
+      generator or IGU call, in the order of GAMO_REFERENCE.md section 4.
+
+Convolutional case (--case conv or all): seconds per F+M epoch (our compiled
+step against Keras' fit() on the reference's F+M model) and ms per game batch
+on 512-d features, compiled against the reference call pattern.
+
+Prints ms per batch (median) for each, their ratio and the peak resident
+memory; the last line is a JSON object with those figures.
+
+    python bench/speed.py [--case dense|conv|all] [--batches 300] [--reference-batches 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import dense_gamo_main as gm  # noqa: E402
+import MNIST_process as mp  # noqa: E402
+from dense_suppli import imbalance_of, one_hot, relabel_by_size, sample_fake_labels, scale_pixels  # noqa: E402
+from fMNIST_process import DEBIAN_FASHION_DIR  # noqa: E402
+
+keras, tf = gm.keras, gm.tf
+tf.get_logger().setLevel("ERROR")   # the reference pattern's predict() retraces noisily
+
+
+def fashion_ir100(seed=0):
+    """(features, labels, description): the flattened IR-100 training set."""
+    rng = np.random.default_rng(seed)
+    counts = mp.REFERENCE_TRAIN_COUNTS
+    if Path(DEBIAN_FASHION_DIR).is_dir():
+        split = mp.read_idx_split(DEBIAN_FASHION_DIR, "train")
+        rows = np.concatenate(mp.draw_per_class(split, counts, 0, mp.TRAIN_POOL, rng, replace=True))
+        images, labels = mp.transpose_images(split.images[rows]), split.labels[rows]
+        source = f"Fashion-MNIST IR-100 from {DEBIAN_FASHION_DIR}"
+    else:
+        labels = np.repeat(np.arange(10), counts)
+        images = rng.integers(0, 256, (labels.size, mp.NUM_PIXELS))
+        source = "random data shaped like Fashion-MNIST IR-100 (Debian package not installed)"
+    labels, _, _ = relabel_by_size(labels, labels)
+    order = rng.permutation(labels.size)
+    return scale_pixels(images)[order], labels[order], source
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def median_ms(times):
+    return 1000 * statistics.median(times)
+
+
+def time_batches(train_batch, x, onehot, batches, warmup, batch_size=32):
+    """Median seconds per call of train_batch over `batches` full batches after warm-up."""
+    starts = range(0, len(x) - batch_size + 1, batch_size)
+    order = [starts[i % len(starts)] for i in range(warmup + batches)]
+    times = []
+    for index, start in enumerate(order):
+        began = time.perf_counter()
+        train_batch(x[start:start + batch_size], onehot[start:start + batch_size])
+        if index >= warmup:
+            times.append(time.perf_counter() - began)
+    return times
+
+
+# ---------------------------------------------------------------- reference call pattern
+
+class ReferencePattern:
+    """The reference's per-network framework calls, on the same networks.
+
+    M and D are compiled on their own; for every minority class k, G+IGU_k+M
+    and G+IGU_k+D are compiled with M and D frozen in them (their train
+    functions are traced while M and D are trainable, then frozen: Keras 3
+    reads trainable flags when it traces).
+    """
+
+    def __init__(self, gamo):
+        self.g = gamo
+        c = gamo.num_classes
+
+        def adam():
+            return keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5)
+
+        gamo.classifier.compile(adam(), "mse")
+        gamo.discriminator.compile(adam(), "mse")
+        noise = keras.Input((gamo.latent_dim,))
+        label = keras.Input((c,))
+        self.against_m, self.against_d = {}, {}
+        for k, igu in gamo.igus.items():
+            sample = igu(gamo.trunk([noise, label]))
+            self.against_m[k] = keras.Model([noise, label], gamo.classifier(sample))
+            self.against_d[k] = keras.Model([noise, label], gamo.discriminator([sample, label]))
+
+    def warm_up_and_freeze(self, x, onehot):
+        g = self.g
+        g.classifier.train_on_batch(x, onehot)
+        g.discriminator.train_on_batch([x, onehot], np.ones((len(x), 1)))
+        g.classifier.trainable = False
+        g.discriminator.trainable = False
+        for k in g.minority:
+            self.against_m[k].compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
+            self.against_d[k].compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
+
+    def train_batch(self, x, onehot, rng):
+        g, rows, c = self.g, len(x), self.g.num_classes
+        g.classifier.train_on_batch(x, onehot)
+        g.discriminator.train_on_batch([x, onehot], 1 - rng.uniform(0, 0.1, (rows, 1)))
+        fake_labels = sample_fake_labels(rng, g.imbalance, rows)
+        code = g.trunk.predict([rng.standard_normal((rows, g.latent_dim)), fake_labels], verbose=0)
+        fake = np.zeros_like(x)
+        label_ids = fake_labels.argmax(axis=1)
+        for k in g.minority:
+            mine = label_ids == k
+            if mine.any():
+                fake[mine] = g.igus[k].predict(code[mine], verbose=0)
+        g.classifier.train_on_batch(fake, fake_labels)
+        g.discriminator.train_on_batch([fake, fake_labels], rng.uniform(0, 0.1, (rows, 1)))
+        for k in g.minority:
+            noise = rng.standard_normal((g.rows_per_class, g.latent_dim))
+            labels = one_hot(np.full(g.rows_per_class, k), c)
+            self.against_m[k].train_on_batch([noise, labels], 1 - labels)
+            self.against_d[k].train_on_batch([noise, labels], np.ones((g.rows_per_class, 1)))
+
+
+def new_gamo(x, labels, jit=True):
+    keras.utils.set_random_seed(0)
+    gamo = gm.Gamo(x.shape[1], imbalance_of(labels), jit=jit)
+    gamo.set_class_points(x, labels)
+    return gamo
+
+
+def compare_game(x, labels, args, name):
+    """Median ms per game batch: compiled step, then the reference call pattern."""
+    onehot = one_hot(labels, 10)
+    rng = np.random.default_rng(0)
+    gamo = new_gamo(x, labels)
+    began = time.perf_counter()
+    gamo.train_on_batch(x[:32], onehot[:32], rng)
+    print(f"{name} compiled step: first call (tracing + XLA compilation) "
+          f"{time.perf_counter() - began:.1f} s")
+    compiled = time_batches(lambda xb, yb: gamo.train_on_batch(xb, yb, rng), x, onehot,
+                            args.batches, args.warmup)
+    print(f"{name} compiled step: median {median_ms(compiled):.1f} ms per batch over {len(compiled)} batches "
+          f"(p90 {1000 * np.percentile(compiled, 90):.1f} ms)")
+
+    reference = ReferencePattern(new_gamo(x, labels))
+    reference.warm_up_and_freeze(x[:32], onehot[:32])
+    reference_times = time_batches(lambda xb, yb: reference.train_batch(xb, yb, rng), x, onehot,
+                                   args.reference_batches, min(args.warmup, 5))
+    print(f"{name} reference call pattern: median {median_ms(reference_times):.1f} ms per batch over "
+          f"{len(reference_times)} batches")
+    return median_ms(compiled), median_ms(reference_times)
+
+
+def compare_feature_epoch(images, labels, epochs):
+    """Seconds per F+M epoch: our compiled step against Keras fit() on F+M."""
+    import fashion_mnist_gamo_main as conv
+    import fashion_mnist_net as nets
+
+    onehot = one_hot(labels, 10)
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    extractor = nets.build_feature_extractor()
+    classifier = nets.build_classifier(nets.NUM_FEATURES, 10)
+    learner = conv.FeatureLearner(extractor, classifier, 2e-4, 0.5, batch_size=32)
+    learner.epoch(images[:64], onehot[:64], rng)                  # compile
+    ours = []
+    for _ in range(epochs):
+        began = time.perf_counter()
+        learner.epoch(images, onehot, rng)
+        ours.append(time.perf_counter() - began)
+    classifier.trainable = False
+    joined = keras.Model(extractor.input, classifier(extractor.output))
+    joined.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
+    joined.fit(images[:64], onehot[:64], batch_size=32, epochs=1, verbose=0)
+    theirs = []
+    for _ in range(epochs):
+        began = time.perf_counter()
+        joined.fit(images, onehot, batch_size=32, epochs=1, shuffle=True, verbose=0)
+        theirs.append(time.perf_counter() - began)
+    print(f"conv F+M epoch: compiled {statistics.median(ours):.2f} s, reference fit() "
+          f"{statistics.median(theirs):.2f} s (median of {epochs})")
+    return statistics.median(ours), statistics.median(theirs), extractor
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--case", choices=("dense", "conv", "all"), default="dense")
+    parser.add_argument("--batches", type=int, default=300, help="timed batches, compiled step")
+    parser.add_argument("--reference-batches", type=int, default=200,
+                        help="timed batches, reference call pattern")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=3, help="timed F+M epochs (conv case)")
+    args = parser.parse_args(argv)
+
+    x, labels, source = fashion_ir100()
+    print(f"data: {source}: {x.shape[0]} rows x {x.shape[1]} features")
+    print(f"devices: {[d.device_type for d in tf.config.list_logical_devices()]}; "
+          f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
+    figures = {}
+    if args.case in ("dense", "all"):
+        compiled, reference = compare_game(x, labels, args, "dense")
+        figures.update(compiled_ms=round(compiled, 2), reference_ms=round(reference, 2),
+                       speedup=round(reference / compiled, 1))
+    if args.case in ("conv", "all"):
+        images = x.reshape(-1, 28, 28, 1)
+        ours, theirs, extractor = compare_feature_epoch(images, labels, args.epochs)
+        features = extractor.predict(images, batch_size=1024, verbose=0)
+        compiled, reference = compare_game(features, labels, args, "conv")
+        figures.update(conv_epoch_s=round(ours, 2), conv_reference_epoch_s=round(theirs, 2),
+                       conv_compiled_ms=round(compiled, 2), conv_reference_ms=round(reference, 2),
+                       conv_speedup=round(reference / compiled, 1))
+    figures["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    if "speedup" in figures:
+        print(f"dense speedup {figures['speedup']}x")
+    print(f"peak RSS {figures['peak_rss_mb']} MB")
+    print(json.dumps(figures))
+    return figures
+
+
+if __name__ == "__main__":
+    main()

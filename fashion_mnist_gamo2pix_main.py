@@ -1,0 +1,278 @@
+"""GAMO2pix: images from GAMO's generated feature vectors, one class at a time.
+
+For each minority class k, a variational autoencoder is trained on the class's
+real training images on top of the frozen feature extractor F saved by
+fashion_mnist_gamo_main.py; its decoder then turns GAMO samples (noise with
+label k -> trunk G -> IGU_k's convex weights over the class's F-features) into
+images. F is frozen, so each class's features are computed once.
+
+    python fashion_mnist_gamo_main.py         # writes fMnist_100_Gamo/gamo_models_<step>/
+    python fashion_mnist_gamo2pix_main.py     # writes fMnist_100_ImgGen/
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+import dense_gamo_main as dense
+import fashion_mnist_gamo2pix_net as nets
+from dense_suppli import (
+    InputError,
+    atomic_path,
+    batch_slices,
+    one_hot,
+    prepare_output_dir,
+    run_cli,
+    save_image_grid,
+    save_json,
+)
+from fashion_mnist_suppli import to_images
+
+keras, tf = dense.keras, dense.tf
+
+
+@dataclass
+class PixSettings:
+    train: str = "fMnist_100_trainData.csv"
+    gamo_dir: str = "fMnist_100_Gamo"
+    models: str = ""                  # default: the newest gamo_models_<step> in gamo_dir
+    out_dir: str = "fMnist_100_ImgGen"
+    classes: list | None = None       # default: every minority class
+    steps: int = 25000
+    batch_size: int = 32
+    picture_every: int = 500
+    save_every: int = 2000
+    lr: float = 0.0002
+    beta1: float = 0.5
+    seed: int = 0
+    num_images: int = 100
+    consistent_vae: bool = False
+    no_scale: bool = False
+    jit: bool = True
+
+
+def parse_classes(text):
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated class numbers, got {text!r}") from None
+
+
+def build_parser():
+    defaults = PixSettings()
+    parser = argparse.ArgumentParser(
+        description="GAMO2pix: train a VAE decoder per minority class that turns GAMO's generated "
+                    "feature vectors into images; defaults are the reference's.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--train", default=defaults.train, help="the training CSV GAMO was trained on")
+    parser.add_argument("--gamo-dir", default=defaults.gamo_dir,
+                        help="output folder of fashion_mnist_gamo_main.py")
+    parser.add_argument("--models", default="", help="a gamo_models_<step> folder (default: the "
+                        "newest in --gamo-dir)")
+    parser.add_argument("--out-dir", default=defaults.out_dir)
+    parser.add_argument("--classes", type=parse_classes, default=None,
+                        help="minority classes to do, e.g. 0,1 (relabelled numbering: 0 is the "
+                             "smallest class; default: all)")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="VAE steps per class")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--picture-every", type=int, default=defaults.picture_every)
+    parser.add_argument("--save-every", type=int, default=defaults.save_every)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--beta1", type=float, default=defaults.beta1)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--num-images", type=int, default=defaults.num_images,
+                        help="generated PNG images to write per class")
+    parser.add_argument("--consistent-vae", action="store_true",
+                        help="sample with exp(0.5 z_sigma) (z_sigma a log variance, as in the KL "
+                             "term) instead of the reference's exp(z_sigma)")
+    parser.add_argument("--no-scale", action="store_true",
+                        help="pixels are not 0-255 (use as they are)")
+    parser.add_argument("--no-jit", dest="jit", action="store_false")
+    return parser
+
+
+# ---------------------------------------------------------------- GAMO's models
+
+MODELS_FOLDER = re.compile(r"gamo_models_(\d+)$")
+
+
+def newest_models_folder(gamo_dir):
+    folders = [(int(m.group(1)), p) for p in Path(gamo_dir).glob("gamo_models_*")
+               if p.is_dir() and (m := MODELS_FOLDER.search(p.name))]
+    if not folders:
+        raise InputError(f"{gamo_dir}: no gamo_models_<step> folder; run "
+                         "fashion_mnist_gamo_main.py first, or pass --models DIR")
+    return max(folders)[1]
+
+
+@dataclass
+class GamoModels:
+    extractor: keras.Model
+    trunk: keras.Model
+    igus: dict
+
+
+def load_gamo_models(folder, classes):
+    """F, the trunk and IGU_k for each class, from one gamo_models_<step> folder."""
+    folder = Path(folder)
+    match = MODELS_FOLDER.search(folder.name)
+    if not folder.is_dir() or not match:
+        raise InputError(f"{folder}: not a gamo_models_<step> folder")
+    step = match.group(1)
+    needed = {"Conv": f"Conv_{step}.keras", "GEN": f"GEN_{step}.keras",
+              **{k: f"GenP_{k}_{step}.keras" for k in classes}}
+    missing = [name for name in needed.values() if not (folder / name).is_file()]
+    if missing:
+        raise InputError(f"{folder}: missing {', '.join(missing)}")
+    loaded = {}
+    for key, name in needed.items():
+        try:
+            loaded[key] = keras.models.load_model(folder / name)
+        except Exception as error:  # a truncated or foreign file: say which
+            raise InputError(f"{folder / name}: cannot load ({type(error).__name__})") from None
+    return GamoModels(loaded.pop("Conv"), loaded.pop("GEN"), loaded)
+
+
+def gamo_features(models, k, count, rng):
+    """GAMO samples of class k in feature space: IGU_k's convex combination of
+    the class's F-features (the IGU holds them as its points)."""
+    c = models.trunk.input[1].shape[-1]
+    noise = rng.standard_normal((count, models.trunk.input[0].shape[-1])).astype(np.float32)
+    code = models.trunk([noise, one_hot(np.full(count, k), c)], training=False)
+    return keras.ops.convert_to_numpy(models.igus[k](code, training=False))
+
+
+# ---------------------------------------------------------------- one class's VAE
+
+class ClassVae:
+    """Encoder head, sampling and decoder for one class, with one compiled step."""
+
+    def __init__(self, num_features, image_shape, settings, seed):
+        self.encoder = nets.build_encoder_head(num_features)
+        self.sampling = nets.Sampling(consistent=settings.consistent_vae, seed=seed)
+        self.decoder = nets.build_decoder(image_shape)
+        self.variables = self.encoder.trainable_variables + self.decoder.trainable_variables
+        self.optimizer = keras.optimizers.Adam(learning_rate=settings.lr, beta_1=settings.beta1)
+        self.optimizer.build(self.variables)
+        self.train_step = tf.function(self._train_step, jit_compile=settings.jit)
+
+    def __call__(self, features):
+        z_mean, z_sigma = self.encoder(features)
+        return self.decoder(self.sampling([z_mean, z_sigma])), z_mean, z_sigma
+
+    def _train_step(self, features, images):
+        with tf.GradientTape() as tape:
+            reconstructions, z_mean, z_sigma = self(features)
+            loss = nets.vae_loss(images, reconstructions, z_mean, z_sigma)
+        self.optimizer.apply(tape.gradient(loss, self.variables), self.variables)
+        return loss
+
+    def images_from(self, features):
+        return keras.ops.convert_to_numpy(self(features)[0])
+
+
+def train_class(k, images, features, models, settings, out_dir, rng, progress):
+    """Train class k's VAE; write its pictures, models and generated images."""
+    vae = ClassVae(features.shape[1], images.shape[1:], settings, seed=settings.seed + k)
+    pictures, model_dir = out_dir / f"Pictures_{k}", out_dir / f"models_{k}"
+    slices = batch_slices(len(images), settings.batch_size)
+    step = 0
+    while step < settings.steps:
+        for rows in slices:
+            vae.train_step(features[rows], images[rows])
+            progress.update(1)
+            if step % settings.picture_every == 0:
+                save_class_pictures(vae, k, images, features, models, pictures, step, rng)
+            if step % settings.save_every == 0 and step != 0:
+                save_vae(vae, model_dir, step)
+            step += 1
+            if step >= settings.steps:
+                break
+    save_vae(vae, model_dir, step)
+    generated = vae.images_from(gamo_features(models, k, settings.num_images, rng))
+    write_pngs(out_dir / f"generated_{k}", generated)
+    return generated
+
+
+def save_class_pictures(vae, k, images, features, models, folder, step, rng):
+    """Train_<step>: 3 real images beside their reconstructions; Test_<step>: 9 GAMO samples."""
+    chosen = rng.choice(len(images), size=3, replace=len(images) < 3)
+    shape = images.shape[1:3]
+    pairs = np.stack([images[chosen], vae.images_from(features[chosen])], axis=1)
+    save_image_grid(folder / f"Train_{step}.png", pairs.reshape(3, 2, -1), shape)
+    samples = vae.images_from(gamo_features(models, k, 9, rng))
+    save_image_grid(folder / f"Test_{step}.png", samples.reshape(3, 3, -1), shape)
+
+
+def save_vae(vae, folder, step):
+    for name, model in (("encoder", vae.encoder), ("decoder", vae.decoder)):
+        with atomic_path(folder / f"{name}_{step}.keras") as tmp:
+            model.save(tmp)
+
+
+def write_pngs(folder, images):
+    """Each image as an 8-bit PNG file (OpenCV), from [-1, 1]."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = np.clip(np.round((images + 1) * 127.5), 0, 255).astype(np.uint8)
+    for index, image in enumerate(pixels):
+        with atomic_path(folder / f"{index:04d}.png") as tmp:
+            if not cv2.imwrite(tmp, image):
+                raise OSError(f"cannot write {folder / f'{index:04d}.png'}")
+
+
+def save_overview(path, generated, real, labels, columns=6):
+    """A row per class: generated images, then real ones."""
+    columns = min([columns] + [len(images) for images in (*generated, *real)])
+    rows = [np.concatenate([gen[:columns], rea[:columns]]).reshape(2 * columns, -1)
+            for gen, rea in zip(generated, real)]
+    shape = generated[0].shape[1:3]
+    save_image_grid(path, np.stack(rows), shape, row_titles=labels)
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    settings = PixSettings(**{name: getattr(args, name) for name in PixSettings.__dataclass_fields__})
+    dataset = dense.load_dataset(settings.train, settings.train, scale=not settings.no_scale,
+                                 missing_hint="fMNIST_process.py")
+    minority = [int(k) for k in dataset.imbalance.minority]
+    classes = settings.classes or minority
+    unknown = sorted(set(classes) - set(minority))
+    if unknown:
+        raise InputError(f"--classes: {unknown} not among the minority classes {minority}")
+    folder = Path(settings.models) if settings.models else newest_models_folder(settings.gamo_dir)
+    models = load_gamo_models(folder, classes)
+    image_shape = tuple(models.extractor.input.shape[1:])
+    if int(np.prod(image_shape)) != dataset.x_train.shape[1]:
+        raise InputError(f"{settings.train}: {dataset.x_train.shape[1]} features, but "
+                         f"{folder}'s F takes images of shape {image_shape}")
+    out_dir = prepare_output_dir(settings.out_dir)
+    keras.utils.set_random_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    print(f"models from {folder}; classes {classes}; seed {settings.seed}; output folder {out_dir}")
+    progress = dense.progress_bar(settings.steps * len(classes))
+    generated, real = [], []
+    for k in classes:
+        images = to_images(dataset.x_train[dataset.y_train == k], image_shape)
+        features = models.extractor.predict(images, batch_size=1024, verbose=0)  # F is frozen: once
+        progress.set_description(f"class {k}")
+        generated.append(train_class(k, images, features, models, settings, out_dir, rng, progress))
+        real.append(images[rng.permutation(len(images))])
+    progress.close()
+    labels = [f"{k} (label {dataset.original_labels[k]})" for k in classes]
+    save_overview(out_dir / "overview.png", generated, real, labels)
+    save_json(out_dir / "settings.json", {**asdict(settings), "models": str(folder)})
+    print(f"wrote {out_dir}/Pictures_<k>/, models_<k>/, generated_<k>/ and {out_dir}/overview.png")
+    return out_dir
+
+
+if __name__ == "__main__":
+    run_cli(main)

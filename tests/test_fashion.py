@@ -1,0 +1,106 @@
+"""Convolutional GAMO: the feature extractor, the outer round, and a short run."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import SEED, run_in_new_process, run_script
+
+import dense_gamo_main as dense
+import fashion_mnist_gamo_main as conv
+import fashion_mnist_net as nets
+from dense_net import class_points
+from dense_suppli import Imbalance, InputError, one_hot
+from fashion_mnist_suppli import image_shape_for, parse_image_shape, to_images
+
+keras = dense.keras
+
+
+def test_feature_extractor_has_the_reference_architecture():
+    extractor = nets.build_feature_extractor((28, 28, 1), 512)
+    assert extractor.count_params() == 829_792
+    assert tuple(extractor.output.shape) == (None, 512)
+    kinds = [type(layer).__name__ for layer in extractor.layers[1:]]
+    assert kinds == ["Conv2D", "LeakyReLU", "AveragePooling2D"] * 2 + ["Flatten", "Dense"]
+
+
+def test_image_shapes_are_inferred_or_checked():
+    assert image_shape_for(784) == (28, 28, 1)
+    assert image_shape_for(64) == (8, 8, 1)
+    assert image_shape_for(12, (2, 3, 2)) == (2, 3, 2)
+    assert parse_image_shape("32x32x3") == (32, 32, 3) and parse_image_shape("28x28") == (28, 28, 1)
+    with pytest.raises(InputError, match="not square images"):
+        image_shape_for(10, path="t.csv")
+    assert to_images(np.zeros((5, 64)), (8, 8, 1)).shape == (5, 8, 8, 1)
+
+
+def test_one_round_trains_f_not_m_and_hands_the_new_features_to_the_igus():
+    keras.utils.set_random_seed(SEED)
+    counts = np.array([6, 10, 16])
+    labels = np.repeat(np.arange(3), counts)
+    rng = np.random.default_rng(SEED)
+    images = rng.uniform(-1, 1, (labels.size, 8, 8, 1)).astype(np.float32)
+    onehot = one_hot(labels, 3)
+    extractor = nets.build_feature_extractor((8, 8, 1), 32)
+    gamo = dense.Gamo(32, Imbalance(counts), latent_dim=8, batch_size=8, jit=False)
+    learner = conv.FeatureLearner(extractor, gamo.classifier, 2e-4, 0.5, batch_size=8, jit=False)
+    settings = dense.Settings(steps=1000, batch_size=8, eval_every=1000, save_every=1000, out_dir="unused")
+    run = dense.Run(settings, gamo, evaluate=None)
+
+    extractor_before = [np.array(v) for v in extractor.variables]
+    classifier_before = [np.array(v) for v in gamo.classifier.variables]
+    learner.epoch(images, onehot, run.rng)       # (a) alone first: only F may move
+    assert all(not np.array_equal(a, np.array(v)) for a, v in zip(extractor_before, extractor.trainable_variables))
+    for a, v in zip(classifier_before, gamo.classifier.variables):
+        np.testing.assert_array_equal(a, np.array(v))
+
+    # A whole round: the IGUs hold the features computed after its F+M epoch.
+    run.evaluate = lambda: (None, None)
+    run.evaluate_and_report = lambda index: None
+    extractor_mid = [np.array(v) for v in extractor.variables]
+    features = conv.play_round(run, learner, images, labels, onehot, dense.batch_slices(labels.size, 8))
+    assert any(not np.array_equal(a, np.array(v)) for a, v in zip(extractor_mid, extractor.variables))
+    # The game pass does not touch F, so F's current output is the post-epoch features.
+    np.testing.assert_allclose(features, extractor(images, training=False).numpy(), rtol=1e-5, atol=1e-6)
+    for k, igu in gamo.igus.items():
+        np.testing.assert_array_equal(np.array(class_points(igu)), features[labels == k])
+    assert run.step == 2 * 4                        # one pass: ceil(32 / 8) batches
+
+
+def test_short_run_writes_every_output(conv_run):
+    record = np.load(conv_run / "Record.npz")
+    assert sorted(record.files) == sorted(dense.RECORD_KEYS)
+    assert record["acsaSaveTs"].shape == (3,) and record["confMatSaveTs"].shape == (3, 4, 4)
+    assert sorted(np.load(conv_run / "Results.npz").files) == ["acc", "acsa", "confMat", "gm", "tpr"]
+    # 150 rows / 32 = 5 batches per round: rounds end at steps 10 and 20.
+    settings = json.loads((conv_run / "settings.json").read_text())
+    assert settings["final_step"] == 20 and settings["image_shape"] == [8, 8, 1]
+    for step in (10, 20):
+        names = {p.name for p in (conv_run / f"gamo_models_{step}").iterdir()}
+        assert {f"Conv_{step}.keras", f"GEN_{step}.keras", f"MLP_{step}.keras", f"DIS_{step}.keras",
+                f"GenP_0_{step}.keras"} <= names
+    assert not (conv_run / "Pictures").exists()
+    assert (conv_run / "learning_curve.png").is_file()
+
+
+def test_saved_extractor_trunk_and_igus_reload_in_a_new_process(conv_run, tmp_path):
+    last_line = run_in_new_process(tmp_path, (
+        f"folder = {str(conv_run / 'gamo_models_20')!r}\n"
+        "F = keras.models.load_model(folder + '/Conv_20.keras')\n"
+        "G = keras.models.load_model(folder + '/GEN_20.keras')\n"
+        "igu = keras.models.load_model(folder + '/GenP_1_20.keras')\n"
+        "features = F(np.zeros((3, 8, 8, 1), 'float32'))\n"
+        "sample = igu(G([np.zeros((3, 100), 'float32'), np.eye(4, dtype='float32')[[1, 1, 1]]]))\n"
+        "print(tuple(features.shape), tuple(sample.shape), dense_net.class_points(igu).shape)\n"))
+    assert last_line == "(3, 32) (3, 32) (20, 32)"
+
+
+def test_non_square_features_need_an_image_shape(tmp_path):
+    rows = np.column_stack([np.zeros((6, 10)), [0, 0, 0, 0, 1, 1]])
+    for name in ("tr.csv", "ts.csv"):
+        np.savetxt(tmp_path / name, rows, fmt="%d", delimiter=",")
+    result = run_script("fashion_mnist_gamo_main.py", "--train", tmp_path / "tr.csv",
+                        "--test", tmp_path / "ts.csv", "--out-dir", tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'tr.csv'}: 10 features are not square images; pass --image-shape HxWxC"]

@@ -1,0 +1,100 @@
+"""GAMO2pix: the VAE networks and loss, the GAMO-sample pipeline, and a short run."""
+
+import numpy as np
+import pytest
+from conftest import SEED, run_script
+
+import fashion_mnist_gamo2pix_main as pix
+import fashion_mnist_gamo2pix_net as nets
+from dense_net import class_points, convex_weights_model
+
+keras = nets.keras
+
+
+def test_decoder_maps_latent_vectors_to_images_in_range():
+    keras.utils.set_random_seed(SEED)
+    decoder = nets.build_decoder((28, 28, 1))
+    images = decoder(np.random.default_rng(SEED).normal(0, 3, (5, 100)).astype("float32")).numpy()
+    assert images.shape == (5, 28, 28, 1)
+    assert images.min() >= -1 and images.max() <= 1
+    head = nets.build_encoder_head(512)
+    z_mean, z_sigma = head(np.zeros((2, 512), "float32"))
+    assert z_mean.shape == z_sigma.shape == (2, 100)
+
+
+def test_loss_is_the_reference_formula_on_a_hand_made_batch():
+    images = np.array([1, -1, 0.5, 0, 0, 0, 0, 0], "float32").reshape(2, 2, 2, 1)
+    recon = np.array([0, -1, 0.5, 1, 0, 0, 0.5, 0], "float32").reshape(2, 2, 2, 1)
+    z_mean = np.array([[1.0, 0.0], [0.0, 2.0]], "float32")
+    z_sigma = np.array([[0.0, 1.0], [-1.0, 0.0]], "float32")
+    # 4 pixels * mean squared error over all 8 values: 4 * (1 + 1 + 0.25) / 8
+    reconstruction = 4 * 2.25 / 8
+    kl_rows = [-0.5 * ((1 + 0 - 1 - 1) + (1 + 1 - 0 - np.e)),
+               -0.5 * ((1 - 1 - 0 - np.exp(-1)) + (1 + 0 - 4 - 1))]
+    expected = reconstruction + np.mean(kl_rows)
+    assert float(nets.vae_loss(images, recon, z_mean, z_sigma)) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("consistent, scale", [(False, np.exp(1.0)), (True, np.exp(0.5))])
+def test_sampling_scale_follows_the_reference_quirk_or_the_flag(consistent, scale):
+    sampling = nets.Sampling(consistent=consistent, seed=SEED)
+    z_mean = np.zeros((20000, 1), "float32")
+    z = sampling([z_mean, np.ones((20000, 1), "float32")]).numpy()
+    assert z.std() == pytest.approx(scale, rel=0.03)
+    assert nets.Sampling.from_config(sampling.get_config()).consistent is consistent
+
+
+def test_gamo_samples_are_the_igus_convex_weights_over_the_class_features(conv_run, digits_csvs):
+    models = pix.load_gamo_models(conv_run / "gamo_models_20", [1])
+    dataset = pix.dense.load_dataset(digits_csvs[0], digits_csvs[0])
+    images = dataset.x_train[dataset.y_train == 1].reshape(-1, 8, 8, 1)
+    features = models.extractor.predict(images, verbose=0)
+    points = class_points(models.igus[1]).numpy()
+    # The IGU holds the class's features from the final F (in the run's shuffled order).
+    order = np.lexsort(features.T), np.lexsort(points.T)
+    np.testing.assert_allclose(features[order[0]], points[order[1]], rtol=1e-4, atol=1e-5)
+    samples = pix.gamo_features(models, 1, 5, np.random.default_rng(SEED))
+    noise = np.random.default_rng(SEED).standard_normal((5, 100)).astype("float32")
+    code = models.trunk([noise, np.eye(4, dtype="float32")[[1] * 5]], training=False)
+    weights = convex_weights_model(models.igus[1])(code).numpy()
+    assert (weights >= 0).all() and np.allclose(weights.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(samples, weights @ points, rtol=1e-4, atol=1e-5)
+
+
+def test_short_run_writes_pictures_models_and_pngs(conv_run, digits_csvs, tmp_path):
+    out = tmp_path / "ImgGen"
+    pix.main(["--train", str(digits_csvs[0]), "--gamo-dir", str(conv_run.parent / conv_run.name),
+              "--out-dir", str(out), "--steps", "6", "--picture-every", "3", "--save-every", "4",
+              "--num-images", "5", "--classes", "0,2"])
+    for k in (0, 2):
+        assert sorted(p.name for p in (out / f"Pictures_{k}").iterdir()) == [
+            "Test_0.png", "Test_3.png", "Train_0.png", "Train_3.png"]
+        assert sorted(p.name for p in (out / f"models_{k}").iterdir()) == [
+            "decoder_4.keras", "decoder_6.keras", "encoder_4.keras", "encoder_6.keras"]
+        pngs = sorted((out / f"generated_{k}").iterdir())
+        assert len(pngs) == 5
+        import cv2
+        assert cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED).shape == (8, 8)
+    assert not (out / "Pictures_1").exists()
+    assert (out / "overview.png").stat().st_size > 0
+
+
+def test_bad_models_folders_give_one_line_errors(conv_run, digits_csvs, tmp_path):
+    broken = tmp_path / "gamo_models_20"
+    broken.mkdir()
+    for name in ("Conv_20.keras", "GEN_20.keras"):
+        (broken / name).write_bytes((conv_run / "gamo_models_20" / name).read_bytes())
+    cases = {
+        broken: "missing GenP_0_20.keras",
+        tmp_path / "nowhere": "not a gamo_models_<step> folder",
+    }
+    for folder, message in cases.items():
+        result = run_script("fashion_mnist_gamo2pix_main.py", "--train", digits_csvs[0],
+                            "--models", folder, "--out-dir", tmp_path / "out")
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and str(folder) in lines[0]
+    result = run_script("fashion_mnist_gamo2pix_main.py", "--train", digits_csvs[0],
+                        "--gamo-dir", tmp_path / "empty")
+    assert result.returncode == 2 and "no gamo_models_<step> folder" in result.stderr
+    assert not (tmp_path / "out").exists()
