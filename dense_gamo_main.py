@@ -13,7 +13,14 @@ generator update against M and one against D (trunk in training mode).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,6 +75,11 @@ class Settings:
     no_discriminator: bool = False
     no_scale: bool = False
     jit: bool = True
+    resume: bool = False
+
+
+# Settings that may differ between a checkpoint and the run that resumes it.
+NOT_COMPARED_ON_RESUME = ("resume",)
 
 
 def add_common_options(parser, defaults):
@@ -95,6 +107,9 @@ def add_common_options(parser, defaults):
                              "used in the generator's loss")
     parser.add_argument("--no-jit", dest="jit", action="store_false",
                         help="compile the step with tf.function only, without XLA")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest complete checkpoint in the output folder "
+                             "(the settings must be the checkpoint's)")
 
 
 def build_parser():
@@ -150,6 +165,9 @@ def load_dataset(train_path, test_path, scale=True, missing_hint="MNIST_process.
                          f"has {x_train.shape[1]}")
     y_train, y_test, original = relabel_by_size(y_train, y_test, train_path, test_path)
     imbalance = imbalance_of(y_train, path=train_path)
+    for k in np.flatnonzero(imbalance.counts == 1):
+        print(f"warning: {train_path}: class {original[k]} has a single training point; every "
+              "sample generated for it is that point", file=sys.stderr)
     if scale:
         x_train, x_test = scale_pixels(x_train), scale_pixels(x_test)
     return Dataset(x_train, y_train, x_test, y_test, imbalance, original)
@@ -334,6 +352,14 @@ class Gamo:
         code = self.trunk([noise, labels], training=False)
         return keras.ops.convert_to_numpy(self.igus[k](code, training=False))
 
+    def state_models(self):
+        """Every model whose variables a checkpoint keeps (D too, even if unused)."""
+        return [self.trunk, self.classifier, self.discriminator, *self.igus.values()]
+
+    def optimizers(self):
+        return [self.opt_classifier, self.opt_discriminator,
+                *self.opt_against_classifier.values(), *self.opt_against_discriminator.values()]
+
     def models(self):
         """Name prefix -> model, as the reference saves them."""
         named = {"GEN": self.trunk, "MLP": self.classifier}
@@ -379,7 +405,8 @@ class Run:
     to every save (the convolutional script's feature extractor).
     """
 
-    def __init__(self, settings, gamo, evaluate, image_side=None, extra_models=None):
+    def __init__(self, settings, gamo, evaluate, image_side=None, extra_models=None,
+                 extra_optimizers=()):
         self.settings = settings
         self.gamo = gamo
         self.evaluate = evaluate
@@ -393,15 +420,28 @@ class Run:
         self.record = Record(settings.steps, settings.eval_every, gamo.num_classes)
         self.latest = None
         self.progress = None
+        self.extra_optimizers = list(extra_optimizers)
+        self.checkpoint_due = False
+        self.stop_request = StopRequest()
 
     def play(self, features, onehot, slices, until=None):
-        """One pass over the batches (or until step reaches `until`)."""
-        for rows in slices:
+        """The rest of the current pass over the batches (or until step reaches `until`).
+
+        Where a pass stands follows from the step (2 per batch), so a resumed
+        run continues with the batch after its checkpoint.
+        """
+        for rows in slices[self.batches_into_pass(slices):]:
             if until is not None and self.step >= until:
                 return
             self.gamo.train_on_batch(features[rows], onehot[rows], self.rng)
             self.after_batch()
             self.step += 2
+            if self.checkpoint_due or self.stop_request.signum:
+                self.save_checkpoint()
+            self.stop_request.raise_if_asked()
+
+    def batches_into_pass(self, slices):
+        return (self.step // 2) % len(slices)
 
     def after_batch(self):
         s = self.settings
@@ -413,6 +453,7 @@ class Run:
                 self.save_picture()
         if self.step % s.save_every == 0 and self.step != 0:
             self.save_models()
+            self.checkpoint_due = True
 
     def evaluate_and_report(self, index):
         train, test = self.evaluate()
@@ -441,11 +482,25 @@ class Run:
                 model.save(tmp)
 
     def play_to_the_end(self, play_round):
-        """Call play_round() until the step count is reached; then write the results."""
+        """Call play_round() until the step count is reached; then write the results.
+
+        Ctrl-C (SIGINT) or SIGTERM: the current batch ends, a checkpoint and the
+        results so far are written, and the process exits with 130 (143).
+        """
         started = time.time()
         self.progress = progress_bar(math.ceil(self.settings.steps / 2))
-        while self.step < self.settings.steps:
-            play_round()
+        self.progress.update(self.step // 2)
+        try:
+            with stop_requests() as stop:
+                self.stop_request = stop
+                while self.step < self.settings.steps:
+                    play_round()
+        except Interrupted as stop:
+            self.progress.close()
+            self.write_partial_results()
+            print(f"stopped at step {self.step}: checkpoint in {self.checkpoint_root()}/, results so far "
+                  f"in {self.out_dir}/; continue with the same command and --resume", file=sys.stderr)
+            raise SystemExit(128 + stop.signum) from None
         self.progress.close()
         self.progress = None
         test = self.finish(started)
@@ -455,13 +510,52 @@ class Run:
               f"(learning curve: {out}/learning_curve.png)")
         return test
 
+    # ------------------------------------------------------------ checkpoints
+    def state_variables(self):
+        models = [*self.extra_models.values(), *self.gamo.state_models()]
+        optimizers = [*self.extra_optimizers, *self.gamo.optimizers()]
+        return [v for m in models for v in m.variables] + [v for o in optimizers for v in o.variables]
+
+    def checkpoint_root(self):
+        return self.out_dir / "checkpoints"
+
+    def save_checkpoint(self):
+        """Weights, optimiser states, BatchNorm statistics, step, record and the
+        random generators' states (see write_checkpoint)."""
+        self.checkpoint_due = False
+        state = {"step": self.step, "settings": comparable(self.settings),
+                 "rng": self.rng.bit_generator.state,
+                 "picture_rng": self.picture_rng.bit_generator.state}
+        arrays = {"steps_seen": self.record.steps_seen, **self.record.arrays}
+        write_checkpoint(self.checkpoint_root(), self.step, self.state_variables(), state, arrays)
+
+    def resume(self):
+        """Continue from the newest complete checkpoint in the output folder."""
+        folder, state, arrays = read_checkpoint(self.checkpoint_root(), self.settings,
+                                                self.state_variables())
+        self.record.steps_seen = arrays["steps_seen"]
+        self.record.arrays = {key: arrays[key] for key in RECORD_KEYS}
+        self.rng.bit_generator.state = state["rng"]
+        self.picture_rng.bit_generator.state = state["picture_rng"]
+        self.step = state["step"]
+        print(f"resumed from {folder} at step {self.step}")
+
+    def write_partial_results(self):
+        save_npz(self.out_dir / "Record.npz", **self.record.arrays)
+        if self.latest is not None:
+            self.save_results(self.latest)
+
+    def save_results(self, test):
+        save_npz(self.out_dir / "Results.npz", acsa=test.acsa, gm=test.gm, tpr=test.tpr,
+                 confMat=test.conf_mat, acc=test.acc)
+
     def finish(self, started):
         """Final evaluation at the last index, final models and the result files."""
         self.evaluate_and_report(self.record.length - 1)
         self.save_models()
+        self.save_checkpoint()
         test = self.latest
-        save_npz(self.out_dir / "Results.npz", acsa=test.acsa, gm=test.gm, tpr=test.tpr,
-                 confMat=test.conf_mat, acc=test.acc)
+        self.save_results(test)
         save_npz(self.out_dir / "Record.npz", **self.record.arrays)
         save_learning_curve(self.out_dir / "learning_curve.png", self.record)
         save_json(self.out_dir / "settings.json",
@@ -470,6 +564,100 @@ class Run:
                    "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                                 "numpy": np.__version__}})
         return test
+
+
+class Interrupted(Exception):
+    """A stop was asked for by a signal; the run has written a checkpoint."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class StopRequest:
+    """The signal that asked the run to stop, if any (set by stop_requests)."""
+
+    signum = None
+
+    def raise_if_asked(self):
+        if self.signum:
+            raise Interrupted(self.signum)
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """While inside, SIGINT and SIGTERM only note the request, so the current
+    batch ends and the caller can write a checkpoint before stopping."""
+    request = StopRequest()
+
+    def note(signum, frame):
+        request.signum = signum
+
+    handlers = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def write_checkpoint(root, number, variables, state, arrays, keep=2):
+    """Write <root>/step_<number>/ (variables.npz, arrays.npz, state.json) into a
+    temporary folder, then rename it; keep the newest `keep` checkpoints."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{number}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step_{number}-", dir=root))
+    try:
+        np.savez(tmp / "variables.npz", *[np.asarray(v) for v in variables])
+        np.savez(tmp / "arrays.npz", **arrays)
+        (tmp / "state.json").write_text(json.dumps(state))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for _, old in sorted(checkpoints_in(root))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_checkpoint(root, settings, variables):
+    """Load the newest complete checkpoint into `variables`; return (folder, state, arrays).
+
+    Refuses, in one line, a checkpoint written with other settings.
+    """
+    found = sorted(checkpoints_in(root))
+    if not found:
+        raise InputError(f"{root}: no checkpoint to resume from")
+    folder = found[-1][1]
+    state = json.loads((folder / "state.json").read_text())
+    mine = comparable(settings)
+    for name, value in state["settings"].items():
+        if name not in NOT_COMPARED_ON_RESUME and mine.get(name) != value:
+            raise InputError(f"{folder}: the checkpoint has {name} = {value!r}, this run "
+                             f"{mine.get(name)!r}; use the checkpoint's settings to resume")
+    with np.load(folder / "variables.npz") as values:
+        if len(values.files) != len(variables):
+            raise InputError(f"{folder}: does not match these networks")
+        for index, variable in enumerate(variables):
+            variable.assign(values[f"arr_{index}"])
+    with np.load(folder / "arrays.npz") as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    return folder, state, arrays
+
+
+def comparable(settings):
+    """Settings as JSON values, for checkpoints and for comparing with them."""
+    return json.loads(json.dumps(asdict(settings), default=str))
+
+
+def checkpoints_in(root):
+    """(step, folder) of every complete checkpoint (temporary folders excluded)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return [(int(p.name.split("_")[1]), p) for p in root.iterdir()
+            if p.is_dir() and p.name.startswith("step_") and p.name.split("_")[1].isdigit()]
 
 
 def progress_bar(total_batches):
@@ -506,6 +694,8 @@ def main(argv=None):
                 scores(dataset.y_test, gamo.predict_labels(dataset.x_test), c))
 
     run.evaluate = evaluate
+    if settings.resume:
+        run.resume()
     slices = batch_slices(len(y_train), settings.batch_size)
     return run.play_to_the_end(lambda: run.play(x_train, onehot, slices, until=settings.steps))
 

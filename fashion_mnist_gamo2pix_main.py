@@ -13,7 +13,9 @@ images. F is frozen, so each class's features are computed once.
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,6 +56,7 @@ class PixSettings:
     consistent_vae: bool = False
     no_scale: bool = False
     jit: bool = True
+    resume: bool = False
 
 
 def parse_classes(text):
@@ -93,6 +96,8 @@ def build_parser():
     parser.add_argument("--no-scale", action="store_true",
                         help="pixels are not 0-255 (use as they are)")
     parser.add_argument("--no-jit", dest="jit", action="store_false")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest checkpoint in the output folder")
     return parser
 
 
@@ -176,27 +181,86 @@ class ClassVae:
         return keras.ops.convert_to_numpy(self(features)[0])
 
 
-def train_class(k, images, features, models, settings, out_dir, rng, progress):
-    """Train class k's VAE; write its pictures, models and generated images."""
-    vae = ClassVae(features.shape[1], images.shape[1:], settings, seed=settings.seed + k)
-    pictures, model_dir = out_dir / f"Pictures_{k}", out_dir / f"models_{k}"
-    slices = batch_slices(len(images), settings.batch_size)
-    step = 0
-    while step < settings.steps:
-        for rows in slices:
-            vae.train_step(features[rows], images[rows])
-            progress.update(1)
-            if step % settings.picture_every == 0:
-                save_class_pictures(vae, k, images, features, models, pictures, step, rng)
-            if step % settings.save_every == 0 and step != 0:
-                save_vae(vae, model_dir, step)
-            step += 1
-            if step >= settings.steps:
-                break
-    save_vae(vae, model_dir, step)
-    generated = vae.images_from(gamo_features(models, k, settings.num_images, rng))
-    write_pngs(out_dir / f"generated_{k}", generated)
-    return generated
+class PixRun:
+    """The classes one after another, with checkpoints: at every save period
+    the VAE in training (weights, Adam state, sampling seed), the step, the
+    random generator and the finished classes' images."""
+
+    def __init__(self, settings, out_dir, models, classes, rng, progress):
+        self.settings, self.out_dir, self.models = settings, out_dir, models
+        self.classes, self.rng, self.progress = classes, rng, progress
+        self.position, self.step = 0, 0       # where the run stands: class index, its step
+        self.finished = {}                    # class -> (generated images, real images)
+        self.stop = None
+
+    def checkpoint_root(self):
+        return self.out_dir / "checkpoints"
+
+    def save_checkpoint(self, vae=None):
+        state = {"settings": dense.comparable(self.settings), "position": self.position,
+                 "step": self.step, "rng": self.rng.bit_generator.state}
+        arrays = {f"{kind}_{k}": images for k, pair in self.finished.items()
+                  for kind, images in zip(("generated", "real"), pair)}
+        number = self.position * self.settings.steps + self.step
+        variables = vae_state_variables(vae) if vae is not None else []
+        dense.write_checkpoint(self.checkpoint_root(), number, variables, state, arrays)
+
+    def peek_checkpoint(self):
+        """Where the newest checkpoint stands, and the finished classes' images."""
+        found = sorted(dense.checkpoints_in(self.checkpoint_root()))
+        if not found:
+            raise InputError(f"{self.checkpoint_root()}: no checkpoint to resume from")
+        state = json.loads((found[-1][1] / "state.json").read_text())
+        self.position, self.step = state["position"], state["step"]
+        if self.step == 0:     # between two classes: no VAE in training (else train_class loads it)
+            folder, state, arrays = dense.read_checkpoint(self.checkpoint_root(), self.settings, [])
+            self.restore(state, arrays)
+            print(f"resumed from {folder}: {self.position} of {len(self.classes)} classes done")
+
+    def restore(self, state, arrays):
+        self.rng.bit_generator.state = state["rng"]
+        self.finished = {k: (arrays[f"generated_{k}"], arrays[f"real_{k}"])
+                         for k in self.classes if f"generated_{k}" in arrays}
+        self.progress.update(state["position"] * self.settings.steps + state["step"])
+
+    def train_class(self, k, images, features):
+        """Train class k's VAE; write its pictures, models and generated images."""
+        s = self.settings
+        keras.utils.set_random_seed(s.seed + k)        # the same weights, resumed or not
+        vae = ClassVae(features.shape[1], images.shape[1:], s, seed=s.seed + k)
+        if self.step > 0:                              # resuming inside this class
+            folder, state, arrays = dense.read_checkpoint(self.checkpoint_root(), s,
+                                                          vae_state_variables(vae))
+            self.restore(state, arrays)
+            print(f"resumed from {folder}: class {k} at step {self.step}")
+        pictures, model_dir = self.out_dir / f"Pictures_{k}", self.out_dir / f"models_{k}"
+        slices = batch_slices(len(images), s.batch_size)
+        while self.step < s.steps:
+            for rows in slices[self.step % len(slices):]:
+                vae.train_step(features[rows], images[rows])
+                self.progress.update(1)
+                if self.step % s.picture_every == 0:
+                    save_class_pictures(vae, k, images, features, self.models, pictures, self.step, self.rng)
+                due = self.step % s.save_every == 0 and self.step != 0
+                if due:
+                    save_vae(vae, model_dir, self.step)
+                self.step += 1
+                if due or self.stop.signum:
+                    self.save_checkpoint(vae)
+                self.stop.raise_if_asked()
+                if self.step >= s.steps:
+                    break
+        save_vae(vae, model_dir, self.step)
+        generated = vae.images_from(gamo_features(self.models, k, s.num_images, self.rng))
+        write_pngs(self.out_dir / f"generated_{k}", generated)
+        self.finished[k] = (generated, images[self.rng.permutation(len(images))])
+        self.position, self.step = self.position + 1, 0
+        self.save_checkpoint()
+
+
+def vae_state_variables(vae):
+    return [*vae.encoder.variables, *vae.decoder.variables, *vae.optimizer.variables,
+            vae.sampling.seed_generator.state]
 
 
 def save_class_pictures(vae, k, images, features, models, folder, step, rng):
@@ -259,14 +323,24 @@ def main(argv=None):
     rng = np.random.default_rng(settings.seed)
     print(f"models from {folder}; classes {classes}; seed {settings.seed}; output folder {out_dir}")
     progress = dense.progress_bar(settings.steps * len(classes))
-    generated, real = [], []
-    for k in classes:
-        images = to_images(dataset.x_train[dataset.y_train == k], image_shape)
-        features = models.extractor.predict(images, batch_size=1024, verbose=0)  # F is frozen: once
-        progress.set_description(f"class {k}")
-        generated.append(train_class(k, images, features, models, settings, out_dir, rng, progress))
-        real.append(images[rng.permutation(len(images))])
+    run = PixRun(settings, out_dir, models, classes, rng, progress)
+    if settings.resume:
+        run.peek_checkpoint()
+    try:
+        with dense.stop_requests() as run.stop:
+            for k in classes[run.position:]:
+                images = to_images(dataset.x_train[dataset.y_train == k], image_shape)
+                features = models.extractor.predict(images, batch_size=1024, verbose=0)  # F frozen: once
+                progress.set_description(f"class {k}")
+                run.train_class(k, images, features)
+    except dense.Interrupted as stop:
+        progress.close()
+        print(f"stopped in class {classes[run.position]} at step {run.step}: checkpoint in "
+              f"{run.checkpoint_root()}/; continue with the same command and --resume", file=sys.stderr)
+        raise SystemExit(128 + stop.signum) from None
     progress.close()
+    generated = [run.finished[k][0] for k in classes]
+    real = [run.finished[k][1] for k in classes]
     labels = [f"{k} (label {dataset.original_labels[k]})" for k in classes]
     save_overview(out_dir / "overview.png", generated, real, labels)
     save_json(out_dir / "settings.json", {**asdict(settings), "models": str(folder)})

@@ -102,7 +102,8 @@ def main(argv=None):
     dense.print_summary(dataset, settings, gamo)
     print(f"images {'x'.join(map(str, image_shape))} -> {settings.num_features} features")
 
-    run = dense.Run(settings, gamo, evaluate=None, extra_models={"Conv": extractor})
+    run = dense.Run(settings, gamo, evaluate=None, extra_models={"Conv": extractor},
+                    extra_optimizers=[learner.optimizer])
     x_train, y_train = dense.shuffle_once(dataset.x_train, dataset.y_train, run.rng)
     train_images = to_images(x_train, image_shape)
     test_images = to_images(dataset.x_test, image_shape)
@@ -114,14 +115,20 @@ def main(argv=None):
                 scores(dataset.y_test, learner.predict_labels(gamo, test_images), c))
 
     run.evaluate = evaluate
+    if settings.resume:
+        run.resume()
     slices = batch_slices(len(y_train), settings.batch_size)
     return run.play_to_the_end(
         lambda: play_round(run, learner, train_images, y_train, onehot, slices))
 
 
 def play_round(run, learner, images, labels, onehot, slices):
-    """(a) F+M epoch, (b) features with the new F, (c) one pass of the game on them."""
-    learner.epoch(images, onehot, run.rng)
+    """(a) F+M epoch, (b) features with the new F, (c) one pass of the game on them.
+
+    A run resumed in the middle of a pass skips (a): its F is already trained.
+    """
+    if run.batches_into_pass(slices) == 0:
+        learner.epoch(images, onehot, run.rng)
     features = learner.features(images)
     run.gamo.set_class_points(features, labels)
     run.play(features, onehot, slices)

@@ -12,10 +12,18 @@ Convolutional case (--case conv or all): seconds per F+M epoch (our compiled
 step against Keras' fit() on the reference's F+M model) and ms per game batch
 on 512-d features, compiled against the reference call pattern.
 
+GAMO2pix case (--case pix or all): ms per VAE step with each class's features
+computed once (what fashion_mnist_gamo2pix_main.py does) against recomputing
+F on every batch, both compiled.
+
+Memory case (--case memory): a real dense run of 5000 steps (evaluations,
+pictures and saves included) with the peak resident memory at 10% and at 100%
+of it; the growth between the two must stay below 5%.
+
 Prints ms per batch (median) for each, their ratio and the peak resident
 memory; the last line is a JSON object with those figures.
 
-    python bench/speed.py [--case dense|conv|all] [--batches 300] [--reference-batches 200]
+    python bench/speed.py [--case dense|conv|pix|memory|all] [--batches 300] [--reference-batches 200]
 """
 
 from __future__ import annotations
@@ -200,9 +208,63 @@ def compare_feature_epoch(images, labels, epochs):
     return statistics.median(ours), statistics.median(theirs), extractor
 
 
+def compare_pix_step(images, batches=200, warmup=10):
+    """Median ms per GAMO2pix VAE step: cached features against F on every batch."""
+    import fashion_mnist_gamo2pix_main as pix
+    import fashion_mnist_net as nets
+
+    keras.utils.set_random_seed(0)
+    extractor = nets.build_feature_extractor()
+    vae = pix.ClassVae(nets.NUM_FEATURES, images.shape[1:], pix.PixSettings(), seed=0)
+    features = extractor.predict(images, batch_size=1024, verbose=0)
+    recompute = tf.function(lambda batch: vae._train_step(extractor(batch, training=False), batch),
+                            jit_compile=True)
+    cached = time_batches(lambda xb, fb: vae.train_step(fb, xb), images, features, batches, warmup)
+    fresh = time_batches(lambda xb, _: recompute(xb), images, features, batches, warmup)
+    print(f"gamo2pix VAE step: cached features {median_ms(cached):.2f} ms, recomputing F "
+          f"{median_ms(fresh):.2f} ms per batch (median of {batches})")
+    return median_ms(cached), median_ms(fresh)
+
+
+def memory_over_a_run(steps=5000):
+    """Peak RSS (MB) at 10% and 100% of a dense run on the Fashion-MNIST IR-100 files."""
+    import tempfile
+
+    import fMNIST_process
+
+    marks = {}
+    original = gm.Run.after_batch
+
+    def after_batch(run):
+        original(run)
+        for fraction in (0.1, 1.0):
+            if fraction not in marks and run.step + 2 >= fraction * steps:
+                marks[fraction] = peak_rss_mb()
+
+    with tempfile.TemporaryDirectory() as folder:
+        if Path(DEBIAN_FASHION_DIR).is_dir():
+            fMNIST_process.main(["--idx-dir", DEBIAN_FASHION_DIR, "--out-dir", folder])
+        else:
+            x, labels, _ = fashion_ir100()
+            for part in ("train", "test"):
+                np.savetxt(f"{folder}/fMnist_100_{part}Data.csv",
+                           np.column_stack([np.round((x + 1) * 127.5), labels]), fmt="%d", delimiter=",")
+        gm.Run.after_batch = after_batch
+        try:
+            gm.main(["--train", f"{folder}/fMnist_100_trainData.csv", "--test",
+                     f"{folder}/fMnist_100_testData.csv", "--out-dir", f"{folder}/run",
+                     "--steps", str(steps)])
+        finally:
+            gm.Run.after_batch = original
+    growth = 100 * (marks[1.0] - marks[0.1]) / marks[0.1]
+    print(f"memory over a {steps}-step dense run: peak RSS {marks[0.1]:.0f} MB at 10%, "
+          f"{marks[1.0]:.0f} MB at 100% (growth {growth:.1f}%)")
+    return marks[0.1], marks[1.0], growth
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--case", choices=("dense", "conv", "all"), default="dense")
+    parser.add_argument("--case", choices=("dense", "conv", "pix", "memory", "all"), default="dense")
     parser.add_argument("--batches", type=int, default=300, help="timed batches, compiled step")
     parser.add_argument("--reference-batches", type=int, default=200,
                         help="timed batches, reference call pattern")
@@ -227,6 +289,13 @@ def main(argv=None):
         figures.update(conv_epoch_s=round(ours, 2), conv_reference_epoch_s=round(theirs, 2),
                        conv_compiled_ms=round(compiled, 2), conv_reference_ms=round(reference, 2),
                        conv_speedup=round(reference / compiled, 1))
+    if args.case in ("pix", "all"):
+        cached, fresh = compare_pix_step(x[labels == 8].reshape(-1, 28, 28, 1))
+        figures.update(pix_cached_ms=round(cached, 2), pix_recompute_ms=round(fresh, 2))
+    if args.case == "memory":        # a run of its own: not mixed with the timings' models
+        at_10, at_100, growth = memory_over_a_run()
+        figures.update(rss_10pct_mb=round(at_10, 1), rss_100pct_mb=round(at_100, 1),
+                       rss_growth_pct=round(growth, 2))
     figures["peak_rss_mb"] = round(peak_rss_mb(), 1)
     if "speedup" in figures:
         print(f"dense speedup {figures['speedup']}x")

@@ -98,3 +98,35 @@ def test_bad_models_folders_give_one_line_errors(conv_run, digits_csvs, tmp_path
                         "--gamo-dir", tmp_path / "empty")
     assert result.returncode == 2 and "no gamo_models_<step> folder" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_interrupted_run_resumes_to_the_same_images(conv_run, digits_csvs, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    def run(out, *extra):
+        return pix.main(["--train", str(digits_csvs[0]), "--gamo-dir", str(conv_run), "--out-dir", str(out),
+                         "--steps", "12", "--picture-every", "3", "--save-every", "4", "--num-images", "4",
+                         "--classes", "0,2", "--no-jit", *extra])
+
+    run(tmp_path / "whole")
+    original = pix.save_class_pictures
+
+    def interrupt_in_class_2(vae, k, images, features, models, folder, step, rng):
+        original(vae, k, images, features, models, folder, step, rng)
+        if k == 2 and step == 6:
+            os.kill(os.getpid(), signal.SIGINT)       # noted; the batch ends, then a checkpoint
+
+    monkeypatch.setattr(pix, "save_class_pictures", interrupt_in_class_2)
+    with pytest.raises(SystemExit) as stop:
+        run(tmp_path / "cut")
+    assert stop.value.code == 130
+    assert sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir())[-1] == "step_19"
+    assert not (tmp_path / "cut" / "overview.png").exists()
+    monkeypatch.setattr(pix, "save_class_pictures", original)
+    run(tmp_path / "cut", "--resume")
+    for k in (0, 2):
+        whole = sorted((tmp_path / "whole" / f"generated_{k}").iterdir())
+        cut = sorted((tmp_path / "cut" / f"generated_{k}").iterdir())
+        assert [p.read_bytes() for p in whole] == [p.read_bytes() for p in cut]
+    assert (tmp_path / "cut" / "overview.png").is_file()

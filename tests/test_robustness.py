@@ -1,0 +1,167 @@
+"""Runs that survive interruption and bad input: checkpoints, --resume, signals,
+atomic files and one-line errors."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import ROOT, SEED
+
+import dense_gamo_main as dense
+from dense_suppli import InputError
+
+LONG_RUN = ["--steps", "400", "--eval-every", "20", "--save-every", "20"]
+
+
+def dense_args(digits_csvs, out, *extra):
+    train, test = digits_csvs
+    return ["--train", str(train), "--test", str(test), "--out-dir", str(out), *LONG_RUN, *extra]
+
+
+def start(args):
+    return subprocess.Popen([sys.executable, str(ROOT / "dense_gamo_main.py"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path_glob_root, pattern, process, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if list(path_glob_root.glob(pattern)):
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"run ended early: {process.communicate()[1][-2000:]}")
+        time.sleep(0.05)
+    raise AssertionError(f"no {pattern} after {timeout} s")
+
+
+def finish(args):
+    result = subprocess.run([sys.executable, str(ROOT / "dense_gamo_main.py"), *args],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_killed_run_resumes_to_the_same_record_as_an_uninterrupted_one(digits_csvs, tmp_path):
+    # Without XLA, to keep the test short: three processes would each compile it.
+    finish(dense_args(digits_csvs, tmp_path / "whole", "--no-jit"))
+    killed = tmp_path / "killed"
+    process = start(dense_args(digits_csvs, killed, "--no-jit"))
+    wait_for(killed, "checkpoints/step_*", process)
+    time.sleep(random.Random().uniform(0, 1.0))       # a random step after the first checkpoint
+    process.kill()
+    process.communicate()
+    assert not (killed / "Results.npz").exists(), "the run ended before it was killed"
+    resumed = finish(dense_args(digits_csvs, killed, "--no-jit", "--resume"))
+    assert "resumed from" in resumed.stdout
+    whole, again = np.load(tmp_path / "whole" / "Record.npz"), np.load(killed / "Record.npz")
+    for key in dense.RECORD_KEYS:
+        np.testing.assert_array_equal(whole[key], again[key], err_msg=key)
+
+
+@pytest.fixture(scope="module")
+def interrupted(digits_csvs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sigint") / "run"
+    process = start(dense_args(digits_csvs, out, "--no-jit"))
+    wait_for(out, "checkpoints/step_*", process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    return out, process.returncode, stderr
+
+
+def test_sigint_writes_a_checkpoint_and_partial_results_then_exits_130(interrupted):
+    out, returncode, stderr = interrupted
+    assert returncode == 130
+    assert "--resume" in stderr
+    steps = sorted(int(p.name.split("_")[1]) for p in (out / "checkpoints").glob("step_*"))
+    assert steps and steps[-1] < 400
+    record = np.load(out / "Record.npz")
+    assert record["acsaSaveTs"].shape == (21,)
+    assert np.load(out / "Results.npz")["acsa"].shape == ()
+
+
+def test_resume_with_other_settings_is_refused(interrupted, digits_csvs):
+    out, _, _ = interrupted
+    result = subprocess.run([sys.executable, str(ROOT / "dense_gamo_main.py"),
+                             *dense_args(digits_csvs, out, "--no-jit", "--resume", "--batch-size", "16")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "batch_size = 32" in lines[0] and "16" in lines[0]
+
+
+def loads(path):
+    """Open a file the way its reader would; raise if it is damaged."""
+    if path.suffix == ".npz":
+        with np.load(path) as data:
+            [data[key] for key in data.files]
+    elif path.suffix == ".json":
+        json.loads(path.read_text())
+    elif path.suffix == ".keras":
+        with zipfile.ZipFile(path) as archive:
+            assert archive.testzip() is None
+    elif path.suffix == ".png":
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.read_bytes()[-8:-4] == b"IEND"
+
+
+def test_no_file_is_ever_half_written_when_killed_while_saving(digits_csvs, tmp_path):
+    rng = random.Random(SEED)
+    for trial in range(3):
+        out = tmp_path / f"trial_{trial}"
+        process = start(dense_args(digits_csvs, out, "--no-jit", "--save-every", "2", "--eval-every", "2"))
+        wait_for(out, "gamo_models_*/*.keras", process)
+        time.sleep(rng.uniform(0, 2))
+        process.kill()
+        process.communicate()
+        files = [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")
+                 and ".tmp-" not in str(p.relative_to(out))]
+        assert files
+        for path in files:
+            loads(path)
+
+
+def write_rows(path, rows):
+    np.savetxt(path, rows, fmt="%g", delimiter=",")
+
+
+GOOD = np.column_stack([np.arange(40).reshape(10, 4), [0, 0, 0, 0, 0, 0, 1, 1, 1, 2]])
+
+
+@pytest.mark.parametrize("case, train, test, message", [
+    ("empty", None, GOOD, "file is empty"),
+    ("nan", np.where(GOOD == 5, np.nan, GOOD), GOOD, "NaN or infinite value in row 2"),
+    ("features", GOOD, GOOD[:, 1:], "3 features, but .* has 4"),
+    ("unseen", GOOD, np.column_stack([GOOD[:, :-1], np.full(10, 7)]), "label 7 does not occur"),
+    ("one_class", np.column_stack([GOOD[:, :-1], np.zeros(10)]), GOOD, "need at least 2 classes"),
+])
+def test_bad_inputs_are_refused_in_one_line_with_no_output(tmp_path, case, train, test, message):
+    train_path, test_path, out = tmp_path / "train.csv", tmp_path / "test.csv", tmp_path / "out"
+    if train is None:
+        train_path.write_text("")
+    else:
+        write_rows(train_path, train)
+    write_rows(test_path, test)
+    with pytest.raises(InputError, match=message) as error:
+        dense.main(["--train", str(train_path), "--test", str(test_path), "--out-dir", str(out)])
+    assert "\n" not in str(error.value)
+    assert not out.exists()
+
+
+def test_unusable_output_folder_is_refused(tmp_path, digits_csvs):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(InputError, match="cannot create output folder"):
+        dense.main(dense_args(digits_csvs, blocker / "out"))
+
+
+def test_a_class_with_a_single_point_is_allowed_with_a_warning(tmp_path, capsys):
+    rows = np.column_stack([np.arange(40).reshape(10, 4), [0, 0, 0, 0, 0, 0, 1, 1, 1, 2]])
+    write_rows(tmp_path / "train.csv", rows)
+    dataset = dense.load_dataset(tmp_path / "train.csv", tmp_path / "train.csv", scale=False)
+    assert dataset.imbalance.counts.tolist() == [1, 3, 6]
+    assert "class 2 has a single training point" in capsys.readouterr().err
