@@ -559,7 +559,7 @@ class Run:
         save_npz(self.out_dir / "Record.npz", **self.record.arrays)
         save_learning_curve(self.out_dir / "learning_curve.png", self.record)
         save_json(self.out_dir / "settings.json",
-                  {**asdict(self.settings), "final_step": self.step,
+                  {**comparable(self.settings), "status": "finished", "final_step": self.step,
                    "wall_time_s": round(time.time() - started, 1),
                    "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                                 "numpy": np.__version__}})
@@ -651,6 +651,30 @@ def comparable(settings):
     return json.loads(json.dumps(asdict(settings), default=str))
 
 
+def claim_output_dir(settings):
+    """Create the output folder; refuse one that holds another run's outputs.
+
+    A run with the same settings may write there again (or resume); a run with
+    other settings (say the convolutional script where the dense one wrote)
+    would mix its files with the other run's.
+    """
+    out_dir = prepare_output_dir(settings.out_dir)
+    path = out_dir / "settings.json"
+    mine = comparable(settings)
+    if path.is_file():
+        try:
+            theirs = json.loads(path.read_text())
+        except ValueError:
+            theirs = {}
+        for name, value in mine.items():
+            if name not in NOT_COMPARED_ON_RESUME and theirs.get(name, "(not set)") != value:
+                raise InputError(f"{out_dir}: holds the outputs of another run ({name} = "
+                                 f"{theirs.get(name, '(not set)')!r} there, {value!r} here); "
+                                 "pass another --out-dir or remove that folder")
+    save_json(path, {**mine, "status": "running"})
+    return out_dir
+
+
 def checkpoints_in(root):
     """(step, folder) of every complete checkpoint (temporary folders excluded)."""
     root = Path(root)
@@ -677,7 +701,7 @@ def print_summary(dataset, settings, gamo):
 def main(argv=None):
     settings = settings_from(build_parser().parse_args(argv))
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale)
-    prepare_output_dir(settings.out_dir)
+    claim_output_dir(settings)
     keras.utils.set_random_seed(settings.seed)
     gamo = Gamo(dataset.x_train.shape[1], dataset.imbalance, settings.latent_dim,
                 settings.batch_size, settings.lr, settings.beta1,

@@ -21,7 +21,7 @@ import numpy as np
 
 import dense_gamo_main as dense
 import fashion_mnist_net as nets
-from dense_suppli import batch_slices, one_hot, prepare_output_dir, run_cli, scores
+from dense_suppli import batch_slices, one_hot, run_cli, scores
 from fashion_mnist_suppli import image_shape_for, parse_image_shape, to_images
 
 keras, tf = dense.keras, dense.tf
@@ -91,7 +91,7 @@ def main(argv=None):
                                  missing_hint="fMNIST_process.py")
     image_shape = image_shape_for(dataset.x_train.shape[1], settings.image_shape, settings.train)
     settings.image_shape = image_shape
-    prepare_output_dir(settings.out_dir)
+    dense.claim_output_dir(settings)
     keras.utils.set_random_seed(settings.seed)
     extractor = nets.build_feature_extractor(image_shape, settings.num_features)
     gamo = dense.Gamo(settings.num_features, dataset.imbalance, settings.latent_dim,

@@ -165,3 +165,15 @@ def test_a_class_with_a_single_point_is_allowed_with_a_warning(tmp_path, capsys)
     dataset = dense.load_dataset(tmp_path / "train.csv", tmp_path / "train.csv", scale=False)
     assert dataset.imbalance.counts.tolist() == [1, 3, 6]
     assert "class 2 has a single training point" in capsys.readouterr().err
+
+
+def test_a_folder_holding_another_runs_outputs_is_refused(tmp_path):
+    import fashion_mnist_gamo_main as conv
+
+    out = str(tmp_path / "fMnist_100_Gamo")
+    dense.claim_output_dir(dense.Settings(out_dir=out))
+    dense.claim_output_dir(dense.Settings(out_dir=out, resume=True))        # the same run again
+    with pytest.raises(InputError, match="holds the outputs of another run \\(train = "):
+        dense.claim_output_dir(conv.ConvSettings(out_dir=out))
+    with pytest.raises(InputError, match="steps = 50000 there, 400 here"):
+        dense.claim_output_dir(dense.Settings(out_dir=out, steps=400))
