@@ -58,24 +58,30 @@ import dense_net  # noqa: E402
 # ====================================================================== settings
 
 @dataclass
-class Settings:
+class TrainingSettings:
+    """What every training script here shares (GAMO, convolutional GAMO, GAMO2pix)."""
+
+    batch_size: int = 32
+    lr: float = 0.0002
+    beta1: float = 0.5
+    seed: int = 0
+    no_scale: bool = False
+    jit: bool = True
+    resume: bool = False
+
+
+@dataclass
+class Settings(TrainingSettings):
     """Everything a run depends on; saved beside its results."""
 
     train: str = "Mnist_100_trainData.csv"
     test: str = "Mnist_100_testData.csv"
     out_dir: str = ""                 # default: <train prefix>_Gamo, e.g. Mnist_100_Gamo
     steps: int = 50000
-    batch_size: int = 32
     latent_dim: int = dense_net.LATENT_DIM
     eval_every: int = 500
     save_every: int = 5000
-    lr: float = 0.0002
-    beta1: float = 0.5
-    seed: int = 0
     no_discriminator: bool = False
-    no_scale: bool = False
-    jit: bool = True
-    resume: bool = False
 
 
 # Settings that may differ between a checkpoint and the run that resumes it.

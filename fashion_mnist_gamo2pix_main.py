@@ -39,24 +39,17 @@ keras, tf = dense.keras, dense.tf
 
 
 @dataclass
-class PixSettings:
+class PixSettings(dense.TrainingSettings):
     train: str = "fMnist_100_trainData.csv"
     gamo_dir: str = "fMnist_100_Gamo"
     models: str = ""                  # default: the newest gamo_models_<step> in gamo_dir
     out_dir: str = "fMnist_100_ImgGen"
     classes: list | None = None       # default: every minority class
     steps: int = 25000
-    batch_size: int = 32
     picture_every: int = 500
     save_every: int = 2000
-    lr: float = 0.0002
-    beta1: float = 0.5
-    seed: int = 0
     num_images: int = 100
     consistent_vae: bool = False
-    no_scale: bool = False
-    jit: bool = True
-    resume: bool = False
 
 
 def parse_classes(text):
