@@ -110,8 +110,9 @@ def main(argv=None):
     onehot = one_hot(y_train, gamo.num_classes)
 
     def evaluate():
+        # F does not change during a pass: the round's training features are current.
         c = gamo.num_classes
-        return (scores(y_train, learner.predict_labels(gamo, train_images), c),
+        return (scores(y_train, gamo.predict_labels(run.train_features), c),
                 scores(dataset.y_test, learner.predict_labels(gamo, test_images), c))
 
     run.evaluate = evaluate
@@ -130,6 +131,7 @@ def play_round(run, learner, images, labels, onehot, slices):
     if run.batches_into_pass(slices) == 0:
         learner.epoch(images, onehot, run.rng)
     features = learner.features(images)
+    run.train_features = features
     run.gamo.set_class_points(features, labels)
     run.play(features, onehot, slices)
     return features
