@@ -5,6 +5,8 @@ M on the real batch, D on the real batch, a fake batch from the generator (trunk
 in inference mode), M and D on the fake batch, then for every minority class one
 generator update against M and one against D (trunk in training mode).
 `step` grows by 2 per batch, as in the reference: 50000 steps = 25000 batches.
+--classifier-only and --smote train the paper's baselines instead: the
+classifier alone, one update per batch, on the imbalanced or the SMOTE-balanced set.
 
     python MNIST_process.py          # writes Mnist_100_trainData.csv, ...
     python dense_gamo_main.py        # trains, writes Mnist_100_Gamo/
@@ -46,6 +48,7 @@ from dense_suppli import (
     save_npz,
     scale_pixels,
     scores,
+    smote_balance,
     square_side,
 )
 
@@ -82,6 +85,8 @@ class Settings(TrainingSettings):
     eval_every: int = 500
     save_every: int = 5000
     no_discriminator: bool = False
+    classifier_only: bool = False     # the baseline: M alone (with F in the conv script)
+    smote: bool = False               # the SMOTE baseline: M alone on a SMOTE-balanced set
 
 
 # Settings that may differ between a checkpoint and the run that resumes it.
@@ -111,6 +116,12 @@ def add_common_options(parser, defaults):
     parser.add_argument("--no-discriminator", action="store_true",
                         help="the paper's GAMO-without-D ablation: D is neither trained nor "
                              "used in the generator's loss")
+    parser.add_argument("--classifier-only", action="store_true",
+                        help="the paper's baseline: no GAMO, the classifier alone on the imbalanced "
+                             "set, one update per batch for steps / 2 batches")
+    parser.add_argument("--smote", action="store_true",
+                        help="the SMOTE baseline: the training set balanced with imbalanced-learn's "
+                             "SMOTE, then the classifier alone as with --classifier-only")
     parser.add_argument("--no-jit", dest="jit", action="store_false",
                         help="compile the step with tf.function only, without XLA")
     parser.add_argument("--resume", action="store_true",
@@ -132,17 +143,36 @@ def build_parser():
 def settings_from(args, cls=Settings):
     settings = cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__
                       if hasattr(args, name)})
+    if settings.no_discriminator and is_baseline(settings):
+        raise InputError("--no-discriminator: applies to GAMO, not to --classifier-only or --smote")
     if not settings.out_dir:
-        settings.out_dir = default_out_dir(settings.train)
+        settings.out_dir = default_out_dir(settings.train, method_suffix(settings))
     for name in ("steps", "batch_size", "latent_dim", "eval_every", "save_every"):
         if getattr(settings, name) < 1:
             raise InputError(f"--{name.replace('_', '-')}: must be a positive integer")
     return settings
 
 
-def default_out_dir(train_path):
+def is_baseline(settings):
+    """True when the classifier learns alone (no generator, no discriminator)."""
+    return settings.classifier_only or settings.smote
+
+
+def method_name(settings):
+    if settings.smote:
+        return "the classifier alone on the SMOTE-balanced set"
+    if settings.classifier_only:
+        return "the classifier alone"
+    return "GAMO without D" if settings.no_discriminator else "GAMO"
+
+
+def method_suffix(settings):
+    return "Smote" if settings.smote else "Baseline" if settings.classifier_only else "Gamo"
+
+
+def default_out_dir(train_path, suffix="Gamo"):
     stem = Path(train_path).name.removesuffix(".csv").removesuffix("_trainData")
-    return f"{stem}_Gamo"
+    return f"{stem}_{suffix}"
 
 
 # ====================================================================== data
@@ -185,6 +215,14 @@ def shuffle_once(x, y, rng):
     return x[order], y[order]
 
 
+def training_rows(settings, dataset, rng):
+    """The rows the run trains on, shuffled once: SMOTE-balanced for --smote."""
+    x, y = dataset.x_train, dataset.y_train
+    if settings.smote:
+        x, y = smote_balance(x, y, settings.seed, settings.train)
+    return shuffle_once(x, y, rng)
+
+
 # ====================================================================== the game
 
 def mse(target, output):
@@ -195,7 +233,36 @@ def as_tensors(*arrays):
     return [tf.convert_to_tensor(array, dtype=tf.float32) for array in arrays]
 
 
-class Gamo:
+def built(optimizer, variables):
+    optimizer.build(variables)
+    return optimizer
+
+
+def update(optimizer, variables, loss_fn):
+    """One gradient step of `optimizer` on `variables` against loss_fn()."""
+    with tf.GradientTape() as tape:
+        loss = loss_fn()
+    optimizer.apply(tape.gradient(loss, variables), variables)
+    return loss
+
+
+class Learner:
+    """What a run needs of whatever learns: labels predicted in chunks, update counts."""
+
+    def predict_labels(self, x, chunk=4096):
+        return np.concatenate([self._predict_fn(x[start:start + chunk]).numpy()
+                               for start in range(0, len(x), chunk)])
+
+    def classifier_updates(self):
+        """How many updates the classifier's optimiser has applied."""
+        return int(self.opt_classifier.iterations.numpy())
+
+
+def adam(lr, beta1):
+    return keras.optimizers.Adam(learning_rate=lr, beta_1=beta1)
+
+
+class Gamo(Learner):
     """The three players, their optimisers and one compiled step per batch."""
 
     def __init__(self, num_features, imbalance, latent_dim=dense_net.LATENT_DIM,
@@ -215,17 +282,14 @@ class Gamo:
         self.igus = {k: dense_net.build_igu(code_dim, int(imbalance.counts[k]), num_features,
                                             name=f"GenP_{k}") for k in self.minority}
 
-        def adam():
-            return keras.optimizers.Adam(learning_rate=lr, beta_1=beta1)
-
         # One Adam state per compiled model of the reference: M, D, and for every
         # minority class G+IGU_k+M and G+IGU_k+D.
-        self.opt_classifier = self._built(adam(), self.classifier.trainable_variables)
-        self.opt_discriminator = self._built(adam(), self.discriminator.trainable_variables)
+        self.opt_classifier = built(adam(lr, beta1), self.classifier.trainable_variables)
+        self.opt_discriminator = built(adam(lr, beta1), self.discriminator.trainable_variables)
         self.opt_against_classifier = {
-            k: self._built(adam(), self.generator_variables(k)) for k in self.minority}
+            k: built(adam(lr, beta1), self.generator_variables(k)) for k in self.minority}
         self.opt_against_discriminator = {
-            k: self._built(adam(), self.generator_variables(k)) for k in self.minority}
+            k: built(adam(lr, beta1), self.generator_variables(k)) for k in self.minority}
         # One compiled step per batch: the fixed-shape updates are XLA clusters
         # inside it; the fake batch between them has shapes that vary per batch.
         self._real_updates = tf.function(self._real_updates, jit_compile=jit)
@@ -233,11 +297,6 @@ class Gamo:
                                                        jit_compile=jit)
         self.step_fn = tf.function(self._train_step)
         self._predict_fn = tf.function(self._predict, jit_compile=jit, reduce_retracing=True)
-
-    @staticmethod
-    def _built(optimizer, variables):
-        optimizer.build(variables)
-        return optimizer
 
     def generator_variables(self, k):
         return self.trunk.trainable_variables + self.igus[k].trainable_variables
@@ -264,12 +323,6 @@ class Gamo:
     def train_on_batch(self, x, y_onehot, rng):
         losses = self.step_fn(x, y_onehot, **self.draw_noise(rng, len(x)))
         return losses
-
-    def _update(self, optimizer, variables, loss_fn):
-        with tf.GradientTape() as tape:
-            loss = loss_fn()
-        optimizer.apply(tape.gradient(loss, variables), variables)
-        return loss
 
     def _fake_batch(self, noise, labels):
         """Each row goes through the IGU of its label; trunk in inference mode.
@@ -316,14 +369,14 @@ class Gamo:
     def classifier_update(self, x, targets):
         x, targets = as_tensors(x, targets)
         M = self.classifier
-        return self._update(self.opt_classifier, M.trainable_variables,
-                            lambda: mse(targets, M(x, training=True)))
+        return update(self.opt_classifier, M.trainable_variables,
+                      lambda: mse(targets, M(x, training=True)))
 
     def discriminator_update(self, x, labels, targets):
         x, labels, targets = as_tensors(x, labels, targets)
         D = self.discriminator
-        return self._update(self.opt_discriminator, D.trainable_variables,
-                            lambda: mse(targets, D([x, labels], training=True)))
+        return update(self.opt_discriminator, D.trainable_variables,
+                      lambda: mse(targets, D([x, labels], training=True)))
 
     def generator_updates(self, k, noise, labels):
         """Train the trunk and IGU_k; M and D stay fixed. First make M misclassify
@@ -335,11 +388,11 @@ class Gamo:
             code = self.trunk([noise, labels], training=True)   # batch statistics
             return self.igus[k](code, training=True)
 
-        losses = {f"G_M_{k}": self._update(
+        losses = {f"G_M_{k}": update(
             self.opt_against_classifier[k], variables,
             lambda: mse(1 - labels, self.classifier(generated(), training=False)))}
         if self.use_discriminator:
-            losses[f"G_D_{k}"] = self._update(
+            losses[f"G_D_{k}"] = update(
                 self.opt_against_discriminator[k], variables,
                 lambda: mse(1.0, self.discriminator([generated(), labels], training=False)))
         return losses
@@ -347,10 +400,6 @@ class Gamo:
     # ------------------------------------------------------------ inference
     def _predict(self, x):
         return tf.argmax(self.classifier(x, training=False), axis=-1)
-
-    def predict_labels(self, x, chunk=4096):
-        return np.concatenate([self._predict_fn(x[start:start + chunk]).numpy()
-                               for start in range(0, len(x), chunk)])
 
     def generate(self, k, noise):
         """Samples of minority class k from noise, trunk in inference mode."""
@@ -373,6 +422,57 @@ class Gamo:
             named["DIS"] = self.discriminator
         named.update({f"GenP_{k}": igu for k, igu in self.igus.items()})
         return named
+
+
+class ClassifierOnly(Learner):
+    """The paper's baseline: the classifier alone, one update per batch on the real
+    batch (as the reference's own baseline script trained it). With an `extractor`
+    (the convolutional case) F and M learn together, F feeding M."""
+
+    def __init__(self, classifier, extractor=None, lr=0.0002, beta1=0.5, jit=True):
+        self.classifier = classifier
+        self.extractor = extractor
+        self.num_classes = classifier.output.shape[-1]
+        self.opt_classifier = built(adam(lr, beta1), self.trainable_variables())
+        self.step_fn = tf.function(self._train_step, jit_compile=jit)
+        self._predict_fn = tf.function(self._predict, jit_compile=jit, reduce_retracing=True)
+
+    def trainable_variables(self):
+        learned_features = self.extractor.trainable_variables if self.extractor is not None else []
+        return learned_features + self.classifier.trainable_variables
+
+    def _outputs(self, x, training):
+        features = self.extractor(x, training=training) if self.extractor is not None else x
+        return self.classifier(features, training=training)
+
+    def _train_step(self, x, targets):
+        x, targets = as_tensors(x, targets)
+        return {"M_real": update(self.opt_classifier, self.trainable_variables(),
+                                 lambda: mse(targets, self._outputs(x, training=True)))}
+
+    def train_on_batch(self, x, y_onehot, rng):
+        return self.step_fn(x, y_onehot)
+
+    def _predict(self, x):
+        return tf.argmax(self._outputs(x, training=False), axis=-1)
+
+    def state_models(self):
+        return [self.classifier]
+
+    def optimizers(self):
+        return [self.opt_classifier]
+
+    def models(self):
+        return {"MLP": self.classifier}
+
+
+def build_learner(settings, num_features, imbalance, extractor=None):
+    """GAMO, or the classifier alone for the baselines (--classifier-only, --smote)."""
+    if is_baseline(settings):
+        classifier = dense_net.build_classifier(num_features, imbalance.num_classes, name="MLP")
+        return ClassifierOnly(classifier, extractor, settings.lr, settings.beta1, settings.jit)
+    return Gamo(num_features, imbalance, settings.latent_dim, settings.batch_size, settings.lr,
+                settings.beta1, use_discriminator=not settings.no_discriminator, jit=settings.jit)
 
 
 # ====================================================================== the run
@@ -407,14 +507,17 @@ class Record:
 class Run:
     """Step counting, evaluations, pictures and saving around the compiled step.
 
-    `evaluate` returns (train Scores, test Scores); `extra_models` adds models
-    to every save (the convolutional script's feature extractor).
+    `learner` is a Gamo or, for the baselines, a ClassifierOnly; `evaluate`
+    returns (train Scores, test Scores); `extra_models` adds models to every
+    save (the convolutional script's feature extractor); `facts` are written
+    into settings.json at the end.
     """
 
-    def __init__(self, settings, gamo, evaluate, image_side=None, extra_models=None,
+    def __init__(self, settings, learner, evaluate, image_side=None, extra_models=None,
                  extra_optimizers=()):
         self.settings = settings
-        self.gamo = gamo
+        self.learner = learner
+        self.facts = {}
         self.evaluate = evaluate
         self.image_side = image_side
         self.extra_models = extra_models or {}
@@ -423,7 +526,7 @@ class Run:
         self.step = 0
         self.rng = np.random.default_rng(settings.seed)
         self.picture_rng = np.random.default_rng([settings.seed, 1])
-        self.record = Record(settings.steps, settings.eval_every, gamo.num_classes)
+        self.record = Record(settings.steps, settings.eval_every, learner.num_classes)
         self.latest = None
         self.progress = None
         self.extra_optimizers = list(extra_optimizers)
@@ -439,7 +542,7 @@ class Run:
         for rows in slices[self.batches_into_pass(slices):]:
             if until is not None and self.step >= until:
                 return
-            self.gamo.train_on_batch(features[rows], onehot[rows], self.rng)
+            self.learner.train_on_batch(features[rows], onehot[rows], self.rng)
             self.after_batch()
             self.step += 2
             if self.checkpoint_due or self.stop_request.signum:
@@ -474,7 +577,7 @@ class Run:
 
     def save_picture(self):
         """Three generated samples per minority class, one row each."""
-        g = self.gamo
+        g = self.learner
         samples = [g.generate(k, self.picture_rng.standard_normal((3, g.latent_dim)).astype(np.float32))
                    for k in g.minority]
         path = self.out_dir / "Pictures" / f"{self.prefix}_{self.step}.png"
@@ -483,7 +586,7 @@ class Run:
     def save_models(self):
         step = self.step
         folder = self.out_dir / f"gamo_models_{step}"
-        for name, model in {**self.extra_models, **self.gamo.models()}.items():
+        for name, model in {**self.extra_models, **self.learner.models()}.items():
             with atomic_path(folder / f"{name}_{step}.keras") as tmp:
                 model.save(tmp)
 
@@ -518,8 +621,8 @@ class Run:
 
     # ------------------------------------------------------------ checkpoints
     def state_variables(self):
-        models = [*self.extra_models.values(), *self.gamo.state_models()]
-        optimizers = [*self.extra_optimizers, *self.gamo.optimizers()]
+        models = [*self.extra_models.values(), *self.learner.state_models()]
+        optimizers = [*self.extra_optimizers, *self.learner.optimizers()]
         return [v for m in models for v in m.variables] + [v for o in optimizers for v in o.variables]
 
     def checkpoint_root(self):
@@ -566,6 +669,8 @@ class Run:
         save_learning_curve(self.out_dir / "learning_curve.png", self.record)
         save_json(self.out_dir / "settings.json",
                   {**comparable(self.settings), "status": "finished", "final_step": self.step,
+                   "batches": self.step // 2,
+                   "classifier_updates": self.learner.classifier_updates(), **self.facts,
                    "wall_time_s": round(time.time() - started, 1),
                    "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                                 "numpy": np.__version__}})
@@ -695,13 +800,34 @@ def progress_bar(total_batches):
     return tqdm(total=total_batches, unit="batch", dynamic_ncols=True, mininterval=1.0)
 
 
-def print_summary(dataset, settings, gamo):
+def print_summary(dataset, settings, train_labels):
     counts = dataset.imbalance.counts
     print(f"seed {settings.seed}; {len(dataset.y_train)} training rows, {len(dataset.y_test)} test "
-          f"rows, {dataset.x_train.shape[1]} features, {gamo.num_classes} classes")
+          f"rows, {dataset.x_train.shape[1]} features, {counts.size} classes")
     print("classes by size (new label: original label x count): "
           + ", ".join(f"{k}: {o} x {n}" for k, (o, n) in enumerate(zip(dataset.original_labels, counts))))
-    print(f"minority classes: {gamo.minority}; output folder {settings.out_dir}")
+    if settings.smote:
+        print(f"SMOTE: {len(train_labels)} training rows, "
+              f"{np.bincount(train_labels).tolist()} per class")
+    print(f"method: {method_name(settings)}; minority classes: {dataset.imbalance.minority.tolist()}; "
+          f"output folder {settings.out_dir}")
+
+
+def record_training_counts(run, dataset, train_labels):
+    """Class sizes (new label order) of the data and of the rows trained on."""
+    run.facts.update(class_counts=dataset.imbalance.counts.tolist(),
+                     train_counts=np.bincount(train_labels, minlength=dataset.imbalance.num_classes).tolist())
+
+
+def evaluation(learner, dataset, as_inputs=lambda x: x):
+    """(train Scores, test Scores) of the learner's classifier on the dataset's
+    own (imbalanced) training set and on its test set."""
+    c = dataset.imbalance.num_classes
+
+    def evaluate():
+        return (scores(dataset.y_train, learner.predict_labels(as_inputs(dataset.x_train)), c),
+                scores(dataset.y_test, learner.predict_labels(as_inputs(dataset.x_test)), c))
+    return evaluate
 
 
 def main(argv=None):
@@ -709,21 +835,16 @@ def main(argv=None):
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale)
     claim_output_dir(settings)
     keras.utils.set_random_seed(settings.seed)
-    gamo = Gamo(dataset.x_train.shape[1], dataset.imbalance, settings.latent_dim,
-                settings.batch_size, settings.lr, settings.beta1,
-                use_discriminator=not settings.no_discriminator, jit=settings.jit)
-    print_summary(dataset, settings, gamo)
-    run = Run(settings, gamo, evaluate=None, image_side=square_side(dataset.x_train.shape[1]))
-    x_train, y_train = shuffle_once(dataset.x_train, dataset.y_train, run.rng)
-    gamo.set_class_points(x_train, y_train)
-    onehot = one_hot(y_train, gamo.num_classes)
-
-    def evaluate():
-        c = gamo.num_classes
-        return (scores(y_train, gamo.predict_labels(x_train), c),
-                scores(dataset.y_test, gamo.predict_labels(dataset.x_test), c))
-
-    run.evaluate = evaluate
+    learner = build_learner(settings, dataset.x_train.shape[1], dataset.imbalance)
+    pictures = not is_baseline(settings)
+    run = Run(settings, learner, evaluation(learner, dataset),
+              image_side=square_side(dataset.x_train.shape[1]) if pictures else None)
+    x_train, y_train = training_rows(settings, dataset, run.rng)
+    print_summary(dataset, settings, y_train)
+    record_training_counts(run, dataset, y_train)
+    if isinstance(learner, Gamo):
+        learner.set_class_points(x_train, y_train)
+    onehot = one_hot(y_train, learner.num_classes)
     if settings.resume:
         run.resume()
     slices = batch_slices(len(y_train), settings.batch_size)

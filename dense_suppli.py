@@ -249,6 +249,20 @@ def sample_fake_labels(rng, imbalance, size):
     return one_hot(labels, imbalance.num_classes)
 
 
+def smote_balance(features, labels, seed, path="train"):
+    """The SMOTE baseline's training set: every class grown to the majority's count
+    with imbalanced-learn's SMOTE (the original rows first, then the synthetic ones)."""
+    from imblearn.over_sampling import SMOTE
+
+    smallest = int(np.bincount(labels)[np.unique(labels)].min())
+    if smallest < 2:
+        raise InputError(f"{path}: SMOTE needs at least 2 training rows in every class, "
+                         f"the smallest class has {smallest}")
+    smote = SMOTE(k_neighbors=min(5, smallest - 1), random_state=seed)
+    balanced, balanced_labels = smote.fit_resample(features, labels)
+    return balanced.astype(np.float32), np.asarray(balanced_labels, dtype=np.int64)
+
+
 def one_hot(labels, num_classes):
     return np.eye(num_classes, dtype=np.float32)[labels]
 
@@ -289,7 +303,7 @@ def square_side(num_features):
 
 # ---------------------------------------------------------------- pictures
 
-def _figure(rows, cols, cell=1.6):
+def new_figure(rows, cols, cell=1.6):
     """A matplotlib Figure without pyplot: nothing is shown, nothing is kept."""
     from matplotlib.figure import Figure
 
@@ -309,7 +323,7 @@ def save_image_grid(path, images, shape, row_titles=None):
     images = np.asarray(images)
     height, width = (shape, shape) if np.isscalar(shape) else tuple(shape)[:2]
     rows, cols = images.shape[:2]
-    figure = _figure(rows, cols)
+    figure = new_figure(rows, cols)
     axes = figure.subplots(rows, cols, squeeze=False)
     for r in range(rows):
         for c in range(cols):
@@ -327,7 +341,7 @@ def save_learning_curve(path, record):
     """Train and test ACSA and GM against step."""
     seen = record.steps_seen >= 0
     steps = record.steps_seen[seen]
-    figure = _figure(1, 2, cell=4)
+    figure = new_figure(1, 2, cell=4)
     for axis, metric in zip(figure.subplots(1, 2), ("acsa", "gm")):
         for suffix, style in (("Tr", "--"), ("Ts", "-")):
             axis.plot(steps, record.arrays[f"{metric}Save{suffix}"][seen], style,

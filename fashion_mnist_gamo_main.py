@@ -7,6 +7,8 @@ Each round of the outer loop (GAMO_REFERENCE.md section 5):
   (c) one pass of the dense game over the batches on those features, with the
       IGUs combining them (dense_gamo_main's compiled step, unchanged).
 The stop condition is checked between rounds, as in the reference.
+The baselines (--classifier-only, --smote) train F and M together instead, one
+update per batch, and stop after steps / 2 batches.
 
     python fMNIST_process.py             # writes fMnist_100_trainData.csv, ...
     python fashion_mnist_gamo_main.py    # trains, writes fMnist_100_Gamo/
@@ -94,17 +96,16 @@ def main(argv=None):
     dense.claim_output_dir(settings)
     keras.utils.set_random_seed(settings.seed)
     extractor = nets.build_feature_extractor(image_shape, settings.num_features)
-    gamo = dense.Gamo(settings.num_features, dataset.imbalance, settings.latent_dim,
-                      settings.batch_size, settings.lr, settings.beta1,
-                      use_discriminator=not settings.no_discriminator, jit=settings.jit)
+    if dense.is_baseline(settings):
+        return train_baseline(settings, dataset, extractor, image_shape)
+    gamo = dense.build_learner(settings, settings.num_features, dataset.imbalance)
     learner = FeatureLearner(extractor, gamo.classifier, settings.lr, settings.beta1,
                              settings.batch_size, jit=settings.jit)
-    dense.print_summary(dataset, settings, gamo)
-    print(f"images {'x'.join(map(str, image_shape))} -> {settings.num_features} features")
-
     run = dense.Run(settings, gamo, evaluate=None, extra_models={"Conv": extractor},
                     extra_optimizers=[learner.optimizer])
-    x_train, y_train = dense.shuffle_once(dataset.x_train, dataset.y_train, run.rng)
+    x_train, y_train = dense.training_rows(settings, dataset, run.rng)
+    print_summary(settings, dataset, y_train, image_shape)
+    dense.record_training_counts(run, dataset, y_train)
     train_images = to_images(x_train, image_shape)
     test_images = to_images(dataset.x_test, image_shape)
     onehot = one_hot(y_train, gamo.num_classes)
@@ -123,6 +124,29 @@ def main(argv=None):
         lambda: play_round(run, learner, train_images, y_train, onehot, slices))
 
 
+def train_baseline(settings, dataset, extractor, image_shape):
+    """The baselines: F and M trained together, one update per batch, steps / 2
+    batches over the (SMOTE-balanced, for --smote) training images."""
+    classifier_alone = dense.build_learner(settings, settings.num_features, dataset.imbalance,
+                                           extractor=extractor)
+    run = dense.Run(settings, classifier_alone,
+                    dense.evaluation(classifier_alone, dataset, lambda x: to_images(x, image_shape)),
+                    extra_models={"Conv": extractor})
+    x_train, y_train = dense.training_rows(settings, dataset, run.rng)
+    print_summary(settings, dataset, y_train, image_shape)
+    dense.record_training_counts(run, dataset, y_train)
+    images, onehot = to_images(x_train, image_shape), one_hot(y_train, classifier_alone.num_classes)
+    if settings.resume:
+        run.resume()
+    slices = batch_slices(len(y_train), settings.batch_size)
+    return run.play_to_the_end(lambda: run.play(images, onehot, slices, until=settings.steps))
+
+
+def print_summary(settings, dataset, train_labels, image_shape):
+    dense.print_summary(dataset, settings, train_labels)
+    print(f"images {'x'.join(map(str, image_shape))} -> {settings.num_features} features")
+
+
 def play_round(run, learner, images, labels, onehot, slices):
     """(a) F+M epoch, (b) features with the new F, (c) one pass of the game on them.
 
@@ -132,7 +156,7 @@ def play_round(run, learner, images, labels, onehot, slices):
         learner.epoch(images, onehot, run.rng)
     features = learner.features(images)
     run.train_features = features
-    run.gamo.set_class_points(features, labels)
+    run.learner.set_class_points(features, labels)
     run.play(features, onehot, slices)
     return features
 

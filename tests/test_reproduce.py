@@ -1,0 +1,170 @@
+"""The comparison of bench/reproduce.py: baselines, SMOTE, GAMO without D and GAMO,
+each through the trios' own scripts on the imbalanced digits."""
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+from conftest import DIGITS_TRAIN_COUNTS, ROOT, SEED
+
+import dense_gamo_main as dense
+from dense_suppli import InputError, read_labelled_csv, relabel_by_size, smote_balance
+
+keras, tf = dense.keras, dense.tf
+
+STEPS = 40
+METHODS = ["baseline", "smote", "gamo-nodis", "gamo"]
+MAJORITY = max(DIGITS_TRAIN_COUNTS.values())
+
+
+def load_reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "bench" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module        # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+reproduce = load_reproduce()
+
+
+def reproduce_args(digits_csvs, out, dataset, methods, steps, name):
+    train, test = digits_csvs
+    return ["--dataset", dataset, "--train", str(train), "--test", str(test), "--name", name,
+            "--methods", ",".join(methods), "--seeds", str(SEED), "--steps", str(steps),
+            "--eval-every", "10", "--no-jit", "--out-dir", str(out)]
+
+
+@pytest.fixture(scope="module")
+def dense_comparison(digits_csvs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    args = reproduce_args(digits_csvs, out, "mnist5k", METHODS, STEPS, "digits")
+    runs = reproduce.main(args)
+    return out, args, {run["method"]: run for run in runs}
+
+
+# ---------------------------------------------------------------- SMOTE
+
+def test_smote_balances_every_class_to_the_majority(digits_csvs):
+    x, y = read_labelled_csv(digits_csvs[0])
+    balanced, labels = smote_balance(x, y, seed=SEED)
+    assert np.bincount(labels)[list(DIGITS_TRAIN_COUNTS)].tolist() == [MAJORITY] * len(DIGITS_TRAIN_COUNTS)
+    np.testing.assert_array_equal(balanced[:len(y)], x)     # the real rows are kept
+    for label in DIGITS_TRAIN_COUNTS:                         # new rows lie between their class's
+        own, new = x[y == label], balanced[len(y):][labels[len(y):] == label]
+        assert (new >= own.min(axis=0) - 1e-4).all() and (new <= own.max(axis=0) + 1e-4).all()
+
+
+def test_smote_refuses_a_class_with_a_single_row():
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    with pytest.raises(InputError, match="smallest class has 1"):
+        smote_balance(x, np.array([0, 0, 0, 0, 0, 1]), seed=SEED, path="t.csv")
+
+
+# ---------------------------------------------------------------- the baseline learner
+
+def test_baseline_update_trains_f_and_m_together_once_per_batch():
+    keras.utils.set_random_seed(SEED)
+    extractor = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                  keras.layers.Dense(6, activation="tanh")])
+    classifier = dense.dense_net.build_classifier(6, 3)
+    alone = dense.ClassifierOnly(classifier, extractor, jit=False)
+    before = [v.numpy().copy() for v in extractor.weights + classifier.weights]
+    rng = np.random.default_rng(SEED)
+    alone.train_on_batch(rng.normal(size=(5, 8, 8, 1)).astype(np.float32),
+                         np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1]], rng)
+    after = [v.numpy() for v in extractor.weights + classifier.weights]
+    assert all(not np.array_equal(b, a) for b, a in zip(before, after))
+    assert alone.classifier_updates() == 1
+
+
+def test_no_discriminator_is_refused_for_a_baseline():
+    args = dense.build_parser().parse_args(["--classifier-only", "--no-discriminator"])
+    with pytest.raises(InputError, match="applies to GAMO"):
+        dense.settings_from(args)
+
+
+# ---------------------------------------------------------------- bench/reproduce.py
+
+def test_every_method_writes_its_record_and_the_table(dense_comparison):
+    out, _, runs = dense_comparison
+    assert list(runs) == METHODS
+    stored = json.loads((out / "digits.json").read_text())["runs"]
+    assert sorted(run["method"] for run in stored) == sorted(METHODS)
+    for run in stored:
+        assert run["steps"] == run["final_step"] == STEPS and run["seed"] == SEED
+        assert len(run["test"]["tpr"]) == len(DIGITS_TRAIN_COUNTS)
+        assert 0 <= run["test"]["acsa"] <= 1 and run["wall_time_s"] > 0
+        assert run["curve"]["step"] == [0, 10, 20, 30, 40]
+        assert set(run["versions"]) >= {"tensorflow", "keras", "numpy"}
+    table = (out / "digits.md").read_text()
+    for method, run in runs.items():
+        assert f"| {method} | {STEPS} | {STEPS // 2} | {SEED} | {run['test']['acsa']:.4f} |" in table
+    for picture in ("digits_tpr.png", "digits_curves.png"):
+        assert (out / picture).stat().st_size > 1000
+
+
+def test_every_method_trains_on_the_same_batches_with_the_counted_classifier_updates(dense_comparison):
+    _, _, runs = dense_comparison
+    for method, run in runs.items():
+        assert run["batches"] == STEPS // 2, method
+    # The baselines: one update per batch; GAMO: one on the real, one on the fake batch.
+    assert runs["baseline"]["classifier_updates"] == runs["smote"]["classifier_updates"] == STEPS // 2
+    assert runs["gamo"]["classifier_updates"] == runs["gamo-nodis"]["classifier_updates"] == STEPS
+
+
+def test_smote_run_trains_on_a_set_balanced_to_the_majority(dense_comparison):
+    _, _, runs = dense_comparison
+    sizes = sorted(DIGITS_TRAIN_COUNTS.values())
+    assert runs["smote"]["train_counts"] == [MAJORITY] * len(sizes)
+    for method in ("baseline", "gamo-nodis", "gamo"):
+        assert runs[method]["train_counts"] == runs[method]["class_counts"] == sizes
+
+
+def test_gamo_without_discriminator_saves_no_discriminator(dense_comparison):
+    _, _, runs = dense_comparison
+    saved = {method: {p.name for p in (ROOT / run["run_dir"]).glob(f"gamo_models_{STEPS}/*")}
+             for method, run in runs.items()}
+    assert f"DIS_{STEPS}.keras" in saved["gamo"]
+    assert not any(name.startswith("DIS") for name in saved["gamo-nodis"])
+    assert saved["baseline"] == saved["smote"] == {f"MLP_{STEPS}.keras"}
+
+
+def test_finished_runs_are_reused_when_the_command_is_given_again(dense_comparison, capsys):
+    out, args, runs = dense_comparison
+    again = reproduce.main(args)
+    assert capsys.readouterr().out.count("finished earlier") == len(METHODS)
+    assert [run["test"] for run in again] == [run["test"] for run in runs.values()]
+    assert len(json.loads((out / "digits.json").read_text())["runs"]) == len(METHODS)
+
+
+def test_convolutional_baselines_play_the_whole_rounds_gamo_plays(digits_csvs, tmp_path, conv_run):
+    rows = sum(DIGITS_TRAIN_COUNTS.values())            # 150 rows: 5 batches, 10 steps a round
+    assert reproduce.steps_for(reproduce.DATASETS["fmnist"], 15, rows, 32) == 20
+    assert reproduce.steps_for(reproduce.DATASETS["mnist5k"], 15, rows, 32) == 15
+    runs = reproduce.main(reproduce_args(digits_csvs, tmp_path, "fmnist", ["baseline", "smote"], 15, "conv"))
+    gamo = json.loads((conv_run / "settings.json").read_text())     # the conv trio, 20 steps
+    for run in runs:
+        assert run["final_step"] == gamo["final_step"] == 20
+        assert run["batches"] == run["classifier_updates"] == gamo["batches"] == 10
+        assert (ROOT / run["run_dir"] / "gamo_models_20" / "Conv_20.keras").is_file()
+
+
+def test_a_failed_run_is_reported_in_one_line_naming_its_log(digits_csvs, tmp_path):
+    train, _ = digits_csvs
+    bad_test = tmp_path / "bad_testData.csv"
+    bad_test.write_text("1,2,3\n")
+    args = ["--dataset", "mnist5k", "--train", str(train), "--test", str(bad_test), "--methods",
+            "baseline", "--seeds", "0", "--steps", "4", "--no-jit", "--out-dir", str(tmp_path / "r")]
+    with pytest.raises(InputError, match=r"baseline_seed0_steps4\.log: baseline seed 0 failed .*"):
+        reproduce.main(args)
+
+
+def test_relabelled_class_order_matches_the_recorded_class_sizes(digits_csvs, dense_comparison):
+    # The TPR plot puts TPR k at class_counts[k]: both must be in the relabelled order.
+    _, labels = read_labelled_csv(digits_csvs[0])
+    relabelled, _, _ = relabel_by_size(labels, labels)
+    _, _, runs = dense_comparison
+    assert np.bincount(relabelled).tolist() == runs["gamo"]["class_counts"]
