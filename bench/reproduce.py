@@ -313,46 +313,35 @@ def seeds_label(method, members):
     return f"{method} ({len(members)} seed{'s' if len(members) > 1 else ''})"
 
 
-def save_tpr_plot(path, name, runs, steps):
-    """Per-class test TPR (mean over seeds) of each method against training class size."""
+def save_method_plot(path, title, runs, steps, draw, xlabel, ylabel, top=1.0, log_x=False):
+    """One line per method (runs of `steps` steps), drawn by draw(axis, members, label)."""
     figure = new_figure(1, 1, cell=5)
     axis = figure.subplots()
     for (group_steps, method), members in groups(runs).items():
-        if group_steps != steps:
-            continue
-        tpr = np.mean([run["test"]["tpr"] for run in members], axis=0)
-        axis.plot(members[0]["class_counts"], tpr, "o-", label=seeds_label(method, members))
-    axis.set_xscale("log")
-    axis.set_xlabel("training images in the class")
-    axis.set_ylabel("test TPR (recall)")
-    axis.set_ylim(0, 1.02)
-    axis.set_title(f"{name}, {steps} steps")
+        if group_steps == steps:
+            draw(axis, members, seeds_label(method, members))
+    if log_x:
+        axis.set_xscale("log")
+    axis.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, top), title=f"{title}, {steps} steps")
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
     save_figure(figure, path)
 
 
-def save_curves_plot(path, name, runs, steps):
-    """Test ACSA against step for each method: mean over seeds, band of ± one std."""
-    figure = new_figure(1, 1, cell=5)
-    axis = figure.subplots()
-    for (group_steps, method), members in groups(runs).items():
-        if group_steps != steps:
-            continue
-        step = np.asarray(members[0]["curve"]["step"])
-        acsa = np.array([run["curve"]["acsa"] for run in members])
-        mean, std = acsa.mean(axis=0), acsa.std(axis=0)
-        axis.plot(step, mean, label=seeds_label(method, members))
-        axis.fill_between(step, mean - std, mean + std, alpha=0.2)
-    axis.set_xlabel("step (2 per batch)")
-    axis.set_ylabel("test ACSA")
-    axis.set_ylim(0, 1)
-    axis.set_title(f"{name}, {steps} steps")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    save_figure(figure, path)
+def draw_tpr(axis, members, label):
+    """Per-class test TPR, mean over seeds, against the class's training size."""
+    tpr = np.mean([run["test"]["tpr"] for run in members], axis=0)
+    axis.plot(members[0]["class_counts"], tpr, "o-", label=label)
+
+
+def draw_acsa_curve(axis, members, label):
+    """Test ACSA against step, mean over seeds with a band of ± one standard deviation."""
+    step = np.asarray(members[0]["curve"]["step"])
+    acsa = np.array([run["curve"]["acsa"] for run in members])
+    mean, std = acsa.mean(axis=0), acsa.std(axis=0)
+    axis.plot(step, mean, label=label)
+    axis.fill_between(step, mean - std, mean + std, alpha=0.2)
 
 
 def write_summaries(out_dir, name, new_runs, steps):
@@ -361,8 +350,10 @@ def write_summaries(out_dir, name, new_runs, steps):
     save_json(out_dir / f"{name}.json", {"dataset": name, "machine": machine_description(), "runs": runs})
     with atomic_path(out_dir / f"{name}.md") as tmp:
         Path(tmp).write_text(table(name, runs, machine_description()))
-    save_tpr_plot(out_dir / f"{name}_tpr.png", name, runs, steps)
-    save_curves_plot(out_dir / f"{name}_curves.png", name, runs, steps)
+    save_method_plot(out_dir / f"{name}_tpr.png", name, runs, steps, draw_tpr,
+                     "training images in the class", "test TPR (recall)", top=1.02, log_x=True)
+    save_method_plot(out_dir / f"{name}_curves.png", name, runs, steps, draw_acsa_curve,
+                     "step (2 per batch)", "test ACSA")
     return out_dir / f"{name}.md"
 
 
