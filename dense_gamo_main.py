@@ -190,12 +190,13 @@ class Dataset:
 
 
 def load_dataset(train_path, test_path, scale=True, missing_hint="MNIST_process.py"):
-    for path in (train_path, test_path):
+    """The relabelled, scaled train and test sets; test_path None: no test set (empty)."""
+    for path in filter(None, (train_path, test_path)):
         if not Path(path).is_file():
             raise InputError(f"{path}: file not found; run 'python {missing_hint}' to "
                              "prepare it, or pass --train/--test")
     x_train, y_train = read_labelled_csv(train_path)
-    x_test, y_test = read_labelled_csv(test_path)
+    x_test, y_test = read_labelled_csv(test_path) if test_path else (x_train[:0], y_train[:0])
     if x_train.shape[1] != x_test.shape[1]:
         raise InputError(f"{test_path}: {x_test.shape[1]} features, but {train_path} "
                          f"has {x_train.shape[1]}")

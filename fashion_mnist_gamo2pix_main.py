@@ -155,8 +155,7 @@ class ClassVae:
         self.sampling = nets.Sampling(consistent=settings.consistent_vae, seed=seed)
         self.decoder = nets.build_decoder(image_shape)
         self.variables = self.encoder.trainable_variables + self.decoder.trainable_variables
-        self.optimizer = keras.optimizers.Adam(learning_rate=settings.lr, beta_1=settings.beta1)
-        self.optimizer.build(self.variables)
+        self.optimizer = dense.built(dense.adam(settings.lr, settings.beta1), self.variables)
         self.train_step = tf.function(self._train_step, jit_compile=settings.jit)
 
     def __call__(self, features):
@@ -164,11 +163,8 @@ class ClassVae:
         return self.decoder(self.sampling([z_mean, z_sigma])), z_mean, z_sigma
 
     def _train_step(self, features, images):
-        with tf.GradientTape() as tape:
-            reconstructions, z_mean, z_sigma = self(features)
-            loss = nets.vae_loss(images, reconstructions, z_mean, z_sigma)
-        self.optimizer.apply(tape.gradient(loss, self.variables), self.variables)
-        return loss
+        return dense.update(self.optimizer, self.variables,
+                            lambda: nets.vae_loss(images, *self(features)))
 
     def images_from(self, features):
         return keras.ops.convert_to_numpy(self(features)[0])
@@ -298,7 +294,7 @@ def save_overview(path, generated, real, labels, columns=6):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     settings = PixSettings(**{name: getattr(args, name) for name in PixSettings.__dataclass_fields__})
-    dataset = dense.load_dataset(settings.train, settings.train, scale=not settings.no_scale,
+    dataset = dense.load_dataset(settings.train, None, scale=not settings.no_scale,
                                  missing_hint="fMNIST_process.py")
     minority = [int(k) for k in dataset.imbalance.minority]
     classes = settings.classes or minority

@@ -58,19 +58,14 @@ class FeatureLearner:
         self.extractor = extractor
         self.classifier = classifier
         self.batch_size = batch_size
-        self.optimizer = keras.optimizers.Adam(learning_rate=lr, beta_1=beta1)
-        self.optimizer.build(extractor.trainable_variables)
+        self.optimizer = dense.built(dense.adam(lr, beta1), extractor.trainable_variables)
         self._step = tf.function(self._train_step, jit_compile=jit)
         self._features = tf.function(lambda images: extractor(images, training=False),
                                      jit_compile=jit, reduce_retracing=True)
 
     def _train_step(self, images, targets):
-        variables = self.extractor.trainable_variables
-        with tf.GradientTape() as tape:
-            features = self.extractor(images, training=True)
-            loss = dense.mse(targets, self.classifier(features, training=False))
-        self.optimizer.apply(tape.gradient(loss, variables), variables)
-        return loss
+        return dense.update(self.optimizer, self.extractor.trainable_variables, lambda: dense.mse(
+            targets, self.classifier(self.extractor(images, training=True), training=False)))
 
     def epoch(self, images, onehot, rng):
         """One pass in a fresh random order, as Keras' fit(shuffle=True) does."""

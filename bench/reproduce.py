@@ -144,12 +144,13 @@ def data_files(args, plan):
     return train, test
 
 
-def steps_for(plan, requested, num_rows, batch_size):
+def steps_for(plan, requested, count_rows, batch_size):
     """The convolutional script stops only between rounds (one pass each), so every
-    method there gets the whole rounds GAMO will play; the dense one stops exactly."""
+    method there gets the whole rounds GAMO will play; the dense one stops exactly.
+    count_rows() gives the training set's size (read only when needed)."""
     if not plan.convolutional:
         return requested
-    round_steps = 2 * math.ceil(num_rows / batch_size)
+    round_steps = 2 * math.ceil(count_rows() / batch_size)
     return math.ceil(requested / round_steps) * round_steps
 
 
@@ -366,8 +367,7 @@ def main(argv=None):
     plan = DATASETS[args.dataset]
     name = args.name or args.dataset
     train_csv, test_csv = data_files(args, plan)
-    _, labels = read_labelled_csv(train_csv)
-    steps = steps_for(plan, args.steps, len(labels), args.batch_size)
+    steps = steps_for(plan, args.steps, lambda: len(read_labelled_csv(train_csv)[1]), args.batch_size)
     if steps != args.steps:
         print(f"{args.steps} steps rounded up to {steps}: whole rounds of the convolutional script")
     jobs = [Job(method, seed, steps) for seed in args.seeds for method in args.methods]

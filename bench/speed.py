@@ -103,11 +103,8 @@ class ReferencePattern:
         self.g = gamo
         c = gamo.num_classes
 
-        def adam():
-            return keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5)
-
-        gamo.classifier.compile(adam(), "mse")
-        gamo.discriminator.compile(adam(), "mse")
+        gamo.classifier.compile(gm.adam(2e-4, 0.5), "mse")
+        gamo.discriminator.compile(gm.adam(2e-4, 0.5), "mse")
         noise = keras.Input((gamo.latent_dim,))
         label = keras.Input((c,))
         self.against_m, self.against_d = {}, {}
@@ -123,8 +120,8 @@ class ReferencePattern:
         g.classifier.trainable = False
         g.discriminator.trainable = False
         for k in g.minority:
-            self.against_m[k].compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
-            self.against_d[k].compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
+            self.against_m[k].compile(gm.adam(2e-4, 0.5), "mse")
+            self.against_d[k].compile(gm.adam(2e-4, 0.5), "mse")
 
     def train_batch(self, x, onehot, rng):
         g, rows, c = self.g, len(x), self.g.num_classes
@@ -196,7 +193,7 @@ def compare_feature_epoch(images, labels, epochs):
         ours.append(time.perf_counter() - began)
     classifier.trainable = False
     joined = keras.Model(extractor.input, classifier(extractor.output))
-    joined.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
+    joined.compile(gm.adam(2e-4, 0.5), "mse")
     joined.fit(images[:64], onehot[:64], batch_size=32, epochs=1, verbose=0)
     theirs = []
     for _ in range(epochs):

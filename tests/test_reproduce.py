@@ -142,8 +142,8 @@ def test_finished_runs_are_reused_when_the_command_is_given_again(dense_comparis
 
 def test_convolutional_baselines_play_the_whole_rounds_gamo_plays(digits_csvs, tmp_path, conv_run):
     rows = sum(DIGITS_TRAIN_COUNTS.values())            # 150 rows: 5 batches, 10 steps a round
-    assert reproduce.steps_for(reproduce.DATASETS["fmnist"], 15, rows, 32) == 20
-    assert reproduce.steps_for(reproduce.DATASETS["mnist5k"], 15, rows, 32) == 15
+    assert reproduce.steps_for(reproduce.DATASETS["fmnist"], 15, lambda: rows, 32) == 20
+    assert reproduce.steps_for(reproduce.DATASETS["mnist5k"], 15, lambda: rows, 32) == 15
     runs = reproduce.main(reproduce_args(digits_csvs, tmp_path, "fmnist", ["baseline", "smote"], 15, "conv"))
     gamo = json.loads((conv_run / "settings.json").read_text())     # the conv trio, 20 steps
     for run in runs:
