@@ -128,6 +128,34 @@ def test_generator_batch_has_ceil_batch_over_classes_rows_per_class(small_game):
     assert noise["class_labels"][2].argmax(axis=1).tolist() == [2, 2]
 
 
+def train_with(optimizer, starts, targets, jit):
+    """Variables after one update per target of sum_i (i + 1) * ||v_i - target||^2."""
+    variables = [tf.Variable(start) for start in starts]
+    main_module.built(optimizer, variables)
+
+    def loss(target):
+        return tf.add_n([(i + 1) * tf.reduce_sum(tf.square(v - target)) for i, v in enumerate(variables)])
+
+    step = tf.function(lambda target: main_module.update(optimizer, variables, lambda: loss(target)),
+                       jit_compile=jit)
+    for target in targets:
+        step(tf.constant(target))
+    return [v.numpy() for v in variables], int(optimizer.iterations.numpy())
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_flat_adam_gives_exactly_keras_adam_results(jit):
+    rng = np.random.default_rng(SEED)
+    starts = [rng.normal(size=shape).astype(np.float32) for shape in ((5, 3), (3,), (2, 2, 3))]
+    targets = rng.normal(size=6).astype(np.float32)
+    flat, flat_count = train_with(main_module.FlatAdam(0.01, 0.5), starts, targets, jit)
+    theirs, their_count = train_with(main_module.adam(0.01, 0.5), starts, targets, jit)
+    assert flat_count == their_count == len(targets)
+    for mine, expected, start in zip(flat, theirs, starts):
+        assert not np.array_equal(mine, start)
+        np.testing.assert_array_equal(mine, expected)
+
+
 def test_without_discriminator_d_is_never_trained():
     keras.utils.set_random_seed(SEED)
     gamo = main_module.Gamo(16, Imbalance(np.array([5, 8, 12, 20])), latent_dim=8, batch_size=8,
