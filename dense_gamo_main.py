@@ -785,14 +785,13 @@ def read_checkpoint(root, settings, variables):
         if name not in NOT_COMPARED_ON_RESUME and mine.get(name) != value:
             raise InputError(f"{folder}: the checkpoint has {name} = {value!r}, this run "
                              f"{mine.get(name)!r}; use the checkpoint's settings to resume")
-    with np.load(folder / "variables.npz") as values:
-        if len(values.files) != len(variables):
-            raise InputError(f"{folder}: does not match these networks")
-        for index, variable in enumerate(variables):
-            value = values[f"arr_{index}"]
-            if value.shape != tuple(variable.shape):
-                raise InputError(f"{folder}: does not match these networks")
-            variable.assign(value)
+    with np.load(folder / "variables.npz") as stored:
+        values = [stored[f"arr_{index}"] for index in range(len(stored.files))]
+    # Checked before anything is assigned: a refused resume leaves the networks as they were.
+    if [value.shape for value in values] != [tuple(variable.shape) for variable in variables]:
+        raise InputError(f"{folder}: does not match these networks (written by another version?)")
+    for variable, value in zip(variables, values):
+        variable.assign(value)
     with np.load(folder / "arrays.npz") as stored:
         arrays = {key: stored[key] for key in stored.files}
     return folder, state, arrays

@@ -177,3 +177,17 @@ def test_a_folder_holding_another_runs_outputs_is_refused(tmp_path):
         dense.claim_output_dir(conv.ConvSettings(out_dir=out))
     with pytest.raises(InputError, match="steps = 50000 there, 400 here"):
         dense.claim_output_dir(dense.Settings(out_dir=out, steps=400))
+
+
+def test_checkpoint_of_other_shapes_is_refused_before_anything_is_loaded(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    settings = dense.Settings()
+    state = {"settings": dense.comparable(settings)}
+    dense.write_checkpoint(tmp_path, 2, [np.ones(3, "float32"), np.ones((2, 2), "float32")], state, {})
+    mine = [tf.Variable(np.zeros(3, "float32")), tf.Variable(np.zeros(5, "float32"))]
+    with pytest.raises(InputError, match="does not match these networks"):
+        dense.read_checkpoint(tmp_path, settings, mine)
+    assert all(not np.asarray(v).any() for v in mine)
+    mine[1] = tf.Variable(np.zeros((2, 2), "float32"))
+    _, loaded_state, _ = dense.read_checkpoint(tmp_path, settings, mine)
+    assert loaded_state == state and all(np.asarray(v).all() for v in mine)
