@@ -268,10 +268,12 @@ class FlatAdam:
 
     Each of the 18 generator updates per batch touches ten small variables;
     Keras' Adam spends separate kernels and variable writes on every one of
-    them, which dominates such small updates. Here the gradients are
+    them, a large share of the cost of such small updates. Here the gradients are
     concatenated, the moments are updated in one pass and the steps are split
-    back: the same float operations in the same order, so the results are
-    bit-identical to Keras' Adam (tested), and a batch is about 20% faster.
+    back: the same formulas in the same order (equal to Keras' Adam up to float
+    rounding, tested), and a batch is 15-20% faster. The last bit differs
+    now and then, which a long GAN run amplifies: a seed still repeats a run
+    exactly, but runs made with Keras' Adam here are not reproduced bit for bit.
     """
 
     def __init__(self, lr, beta1, beta2=0.999, epsilon=1e-7):
@@ -321,7 +323,8 @@ class Gamo(Learner):
                                             name=f"GenP_{k}") for k in self.minority}
 
         # One Adam state per compiled model of the reference: M, D, and for every
-        # minority class G+IGU_k+M and G+IGU_k+D.
+        # minority class G+IGU_k+M and G+IGU_k+D. M and D keep Keras' Adam: for
+        # their larger weights the flat buffer's copying costs more than it saves.
         self.opt_classifier = built(adam(lr, beta1), self.classifier.trainable_variables)
         self.opt_discriminator = built(adam(lr, beta1), self.discriminator.trainable_variables)
         self.opt_against_classifier = {
