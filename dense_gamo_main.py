@@ -216,12 +216,21 @@ def shuffle_once(x, y, rng):
     return x[order], y[order]
 
 
-def training_rows(settings, dataset, rng):
-    """The rows the run trains on, shuffled once: SMOTE-balanced for --smote."""
+def training_rows(run, dataset, more_summary=None):
+    """The rows the run trains on, shuffled once with the run's generator
+    (SMOTE-balanced for --smote). Prints the run's summary (and `more_summary`)
+    and records the class counts for settings.json."""
+    settings = run.settings
     x, y = dataset.x_train, dataset.y_train
     if settings.smote:
         x, y = smote_balance(x, y, settings.seed, settings.train)
-    return shuffle_once(x, y, rng)
+    x, y = shuffle_once(x, y, run.rng)
+    print_summary(dataset, settings, y)
+    if more_summary:
+        print(more_summary)
+    run.facts.update(class_counts=dataset.imbalance.counts.tolist(),
+                     train_counts=np.bincount(y, minlength=dataset.imbalance.num_classes).tolist())
+    return x, y
 
 
 # ====================================================================== the game
@@ -278,7 +287,6 @@ class FlatAdam:
 
     def __init__(self, lr, beta1, beta2=0.999, epsilon=1e-7):
         self.lr, self.beta1, self.beta2, self.epsilon = lr, beta1, beta2, epsilon
-        self.sizes = None
 
     def build(self, variables):
         self.sizes = [int(np.prod(variable.shape)) for variable in variables]
@@ -856,12 +864,6 @@ def print_summary(dataset, settings, train_labels):
           f"output folder {settings.out_dir}")
 
 
-def record_training_counts(run, dataset, train_labels):
-    """Class sizes (new label order) of the data and of the rows trained on."""
-    run.facts.update(class_counts=dataset.imbalance.counts.tolist(),
-                     train_counts=np.bincount(train_labels, minlength=dataset.imbalance.num_classes).tolist())
-
-
 def evaluation(learner, dataset, as_inputs=lambda x: x):
     """(train Scores, test Scores) of the learner's classifier on the dataset's
     own (imbalanced) training set and on its test set."""
@@ -882,9 +884,7 @@ def main(argv=None):
     pictures = not is_baseline(settings)
     run = Run(settings, learner, evaluation(learner, dataset),
               image_side=square_side(dataset.x_train.shape[1]) if pictures else None)
-    x_train, y_train = training_rows(settings, dataset, run.rng)
-    print_summary(dataset, settings, y_train)
-    record_training_counts(run, dataset, y_train)
+    x_train, y_train = training_rows(run, dataset)
     if isinstance(learner, Gamo):
         learner.set_class_points(x_train, y_train)
     onehot = one_hot(y_train, learner.num_classes)

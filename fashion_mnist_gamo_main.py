@@ -98,9 +98,7 @@ def main(argv=None):
                              settings.batch_size, jit=settings.jit)
     run = dense.Run(settings, gamo, evaluate=None, extra_models={"Conv": extractor},
                     extra_optimizers=[learner.optimizer])
-    x_train, y_train = dense.training_rows(settings, dataset, run.rng)
-    print_summary(settings, dataset, y_train, image_shape)
-    dense.record_training_counts(run, dataset, y_train)
+    x_train, y_train = dense.training_rows(run, dataset, images_summary(settings, image_shape))
     train_images = to_images(x_train, image_shape)
     test_images = to_images(dataset.x_test, image_shape)
     onehot = one_hot(y_train, gamo.num_classes)
@@ -127,9 +125,7 @@ def train_baseline(settings, dataset, extractor, image_shape):
     run = dense.Run(settings, classifier_alone,
                     dense.evaluation(classifier_alone, dataset, lambda x: to_images(x, image_shape)),
                     extra_models={"Conv": extractor})
-    x_train, y_train = dense.training_rows(settings, dataset, run.rng)
-    print_summary(settings, dataset, y_train, image_shape)
-    dense.record_training_counts(run, dataset, y_train)
+    x_train, y_train = dense.training_rows(run, dataset, images_summary(settings, image_shape))
     images, onehot = to_images(x_train, image_shape), one_hot(y_train, classifier_alone.num_classes)
     if settings.resume:
         run.resume()
@@ -137,9 +133,8 @@ def train_baseline(settings, dataset, extractor, image_shape):
     return run.play_to_the_end(lambda: run.play(images, onehot, slices, until=settings.steps))
 
 
-def print_summary(settings, dataset, train_labels, image_shape):
-    dense.print_summary(dataset, settings, train_labels)
-    print(f"images {'x'.join(map(str, image_shape))} -> {settings.num_features} features")
+def images_summary(settings, image_shape):
+    return f"images {'x'.join(map(str, image_shape))} -> {settings.num_features} features"
 
 
 def play_round(run, learner, images, labels, onehot, slices):
