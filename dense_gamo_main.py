@@ -243,6 +243,12 @@ def as_tensors(*arrays):
     return [tf.convert_to_tensor(array, dtype=tf.float32) for array in arrays]
 
 
+def batch_spec(*shape):
+    """A float32 batch of any size: the step is traced once (several seconds) for
+    the full batches and the shorter last one; XLA still compiles each size."""
+    return tf.TensorSpec((None, *shape), tf.float32)
+
+
 def built(optimizer, variables):
     optimizer.build(variables)
     return optimizer
@@ -344,7 +350,12 @@ class Gamo(Learner):
         self._real_updates = tf.function(self._real_updates, jit_compile=jit)
         self._fake_and_generator_updates = tf.function(self._fake_and_generator_updates,
                                                        jit_compile=jit)
-        self.step_fn = tf.function(self._train_step)
+        # One trace for every batch size (see batch_spec); the class draws are fixed.
+        class_draws = (len(self.minority), self.rows_per_class)
+        self.step_fn = tf.function(self._train_step, input_signature=[
+            batch_spec(num_features), batch_spec(c), batch_spec(1),    # x, y, real targets
+            batch_spec(c), batch_spec(latent_dim), batch_spec(1),      # fake labels, noise, targets
+            tf.TensorSpec((*class_draws, latent_dim)), tf.TensorSpec((*class_draws, c))])
         self._predict_fn = tf.function(self._predict, jit_compile=jit, reduce_retracing=True)
 
     def generator_variables(self, k):
@@ -483,7 +494,9 @@ class ClassifierOnly(Learner):
         self.extractor = extractor
         self.num_classes = classifier.output.shape[-1]
         self.opt_classifier = built(adam(lr, beta1), self.trainable_variables())
-        self.step_fn = tf.function(self._train_step, jit_compile=jit)
+        inputs = (extractor or classifier).input.shape[1:]
+        self.step_fn = tf.function(self._train_step, jit_compile=jit, input_signature=[
+            batch_spec(*inputs), batch_spec(self.num_classes)])
         self._predict_fn = tf.function(self._predict, jit_compile=jit, reduce_retracing=True)
 
     def trainable_variables(self):

@@ -128,6 +128,16 @@ def test_generator_batch_has_ceil_batch_over_classes_rows_per_class(small_game):
     assert noise["class_labels"][2].argmax(axis=1).tolist() == [2, 2]
 
 
+def test_the_step_is_traced_once_for_full_and_shorter_batches(small_game):
+    gamo, features, labels, rng = small_game
+    onehot = one_hot(labels, 4)
+    alone = main_module.ClassifierOnly(dense_net.build_classifier(16, 4), jit=False)
+    for learner in (gamo, alone):
+        for rows in (slice(0, 8), slice(8, 13), slice(13, 21)):
+            learner.train_on_batch(features[rows], onehot[rows], rng)
+        assert learner.step_fn.experimental_get_tracing_count() == 1
+
+
 def train_with(optimizer, starts, targets, jit):
     """Variables after one update per target of sum_i (i + 1) * ||v_i - target||^2."""
     variables = [tf.Variable(start) for start in starts]

@@ -67,6 +67,16 @@ def test_one_round_trains_f_not_m_and_hands_the_new_features_to_the_igus():
     assert run.step == 2 * 4                        # one pass: ceil(32 / 8) batches
 
 
+def test_the_feature_step_is_traced_once_for_full_and_shorter_batches():
+    extractor = nets.build_feature_extractor((8, 8, 1), 16)
+    classifier = nets.build_classifier(16, 3)
+    learner = conv.FeatureLearner(extractor, classifier, 2e-4, 0.5, batch_size=8, jit=False)
+    rng = np.random.default_rng(SEED)
+    images = rng.uniform(-1, 1, (20, 8, 8, 1)).astype(np.float32)   # batches of 8, 8 and 4
+    learner.epoch(images, one_hot(rng.integers(0, 3, 20), 3), rng)
+    assert learner._step.experimental_get_tracing_count() == 1
+
+
 def test_short_run_writes_every_output(conv_run):
     record = np.load(conv_run / "Record.npz")
     assert sorted(record.files) == sorted(dense.RECORD_KEYS)
