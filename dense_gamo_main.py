@@ -494,7 +494,7 @@ class ClassifierOnly(Learner):
         self.extractor = extractor
         self.num_classes = classifier.output.shape[-1]
         self.opt_classifier = built(adam(lr, beta1), self.trainable_variables())
-        inputs = (extractor or classifier).input.shape[1:]
+        inputs = (extractor or classifier).input_shape[1:]
         self.step_fn = tf.function(self._train_step, jit_compile=jit, input_signature=[
             batch_spec(*inputs), batch_spec(self.num_classes)])
         self._predict_fn = tf.function(self._predict, jit_compile=jit, reduce_retracing=True)
