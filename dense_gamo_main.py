@@ -249,6 +249,11 @@ def batch_spec(*shape):
     return tf.TensorSpec((None, *shape), tf.float32)
 
 
+def inputs_and_targets_spec(model, num_classes):
+    """The signature of a step on (a batch of `model`'s inputs, one-hot targets)."""
+    return [batch_spec(*model.input_shape[1:]), batch_spec(num_classes)]
+
+
 def built(optimizer, variables):
     optimizer.build(variables)
     return optimizer
@@ -494,9 +499,8 @@ class ClassifierOnly(Learner):
         self.extractor = extractor
         self.num_classes = classifier.output.shape[-1]
         self.opt_classifier = built(adam(lr, beta1), self.trainable_variables())
-        inputs = (extractor or classifier).input_shape[1:]
-        self.step_fn = tf.function(self._train_step, jit_compile=jit, input_signature=[
-            batch_spec(*inputs), batch_spec(self.num_classes)])
+        self.step_fn = tf.function(self._train_step, jit_compile=jit, input_signature=(
+            inputs_and_targets_spec(extractor or classifier, self.num_classes)))
         self._predict_fn = tf.function(self._predict, jit_compile=jit, reduce_retracing=True)
 
     def trainable_variables(self):

@@ -59,9 +59,8 @@ class FeatureLearner:
         self.classifier = classifier
         self.batch_size = batch_size
         self.optimizer = dense.built(dense.adam(lr, beta1), extractor.trainable_variables)
-        self._step = tf.function(self._train_step, jit_compile=jit, input_signature=[
-            dense.batch_spec(*extractor.input_shape[1:]),
-            dense.batch_spec(classifier.output.shape[-1])])
+        self._step = tf.function(self._train_step, jit_compile=jit, input_signature=(
+            dense.inputs_and_targets_spec(extractor, classifier.output.shape[-1])))
         self._features = tf.function(lambda images: extractor(images, training=False),
                                      jit_compile=jit, reduce_retracing=True)
 
