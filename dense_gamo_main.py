@@ -26,6 +26,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,6 +58,16 @@ tf = import_tensorflow_quietly()   # before Keras, which imports TensorFlow
 import keras  # noqa: E402
 
 import dense_net  # noqa: E402
+from dense_net import (  # noqa: E402
+    AdamStates,
+    CallSiteStatistics,
+    as_tensors,
+    batch_spec,
+    inputs_and_targets_spec,
+    mse,
+    statistics_of_call_site,
+    update,
+)
 
 # ====================================================================== settings
 
@@ -69,6 +80,7 @@ class TrainingSettings:
     beta1: float = 0.5
     seed: int = 0
     no_scale: bool = False
+    standard_adam: bool = False       # each Adam state its own step counter (not the reference's)
     jit: bool = True
     resume: bool = False
 
@@ -87,6 +99,7 @@ class Settings(TrainingSettings):
     no_discriminator: bool = False
     classifier_only: bool = False     # the baseline: M alone (with F in the conv script)
     smote: bool = False               # the SMOTE baseline: M alone on a SMOTE-balanced set
+    standard_batchnorm: bool = False  # Keras 3's moving average in the trunk (not the reference's)
 
 
 # Settings that may differ between a checkpoint and the run that resumes it.
@@ -122,11 +135,22 @@ def add_common_options(parser, defaults):
     parser.add_argument("--smote", action="store_true",
                         help="the SMOTE baseline: the training set balanced with imbalanced-learn's "
                              "SMOTE, then the classifier alone as with --classifier-only")
+    add_standard_adam_option(parser)
+    parser.add_argument("--standard-batchnorm", action="store_true",
+                        help="Keras 3's single moving average of the trunk's BatchNorm statistics "
+                             "instead of the reference's (Keras 2.2: each composite model its own "
+                             "zero-debiased average, with n / (n - 1 - epsilon) on the variance)")
     parser.add_argument("--no-jit", dest="jit", action="store_false",
                         help="compile the step with tf.function only, without XLA")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest complete checkpoint in the output folder "
                              "(the settings must be the checkpoint's)")
+
+
+def add_standard_adam_option(parser):
+    parser.add_argument("--standard-adam", action="store_true",
+                        help="each Adam state counts its own steps (Keras 3's Adam) instead of the "
+                             "reference's one step counter shared by every model (Keras 2.2)")
 
 
 def build_parser():
@@ -235,38 +259,6 @@ def training_rows(run, dataset, more_summary=None):
 
 # ====================================================================== the game
 
-def mse(target, output):
-    return keras.ops.mean(keras.ops.square(target - output))
-
-
-def as_tensors(*arrays):
-    return [tf.convert_to_tensor(array, dtype=tf.float32) for array in arrays]
-
-
-def batch_spec(*shape):
-    """A float32 batch of any size: the step is traced once (several seconds) for
-    the full batches and the shorter last one; XLA still compiles each size."""
-    return tf.TensorSpec((None, *shape), tf.float32)
-
-
-def inputs_and_targets_spec(model, num_classes):
-    """The signature of a step on (a batch of `model`'s inputs, one-hot targets)."""
-    return [batch_spec(*model.input_shape[1:]), batch_spec(num_classes)]
-
-
-def built(optimizer, variables):
-    optimizer.build(variables)
-    return optimizer
-
-
-def update(optimizer, variables, loss_fn):
-    """One gradient step of `optimizer` on `variables` against loss_fn()."""
-    with tf.GradientTape() as tape:
-        loss = loss_fn()
-    optimizer.apply(tape.gradient(loss, variables), variables)
-    return loss
-
-
 class Learner:
     """What a run needs of whatever learns: labels predicted in chunks, update counts."""
 
@@ -279,54 +271,24 @@ class Learner:
         return int(self.opt_classifier.iterations.numpy())
 
 
-def adam(lr, beta1):
-    return keras.optimizers.Adam(learning_rate=lr, beta_1=beta1)
+class BatchDraws(NamedTuple):
+    """The random draws of one batch (rows b, minority classes m, g rows each)."""
 
-
-class FlatAdam:
-    """keras.optimizers.Adam's arithmetic with both moments in one flat buffer.
-
-    Each of the 18 generator updates per batch touches ten small variables;
-    Keras' Adam spends separate kernels and variable writes on every one of
-    them, a large share of the cost of such small updates. Here the gradients are
-    concatenated, the moments are updated in one pass and the steps are split
-    back: the same formulas in the same order (equal to Keras' Adam up to float
-    rounding, tested), and a batch is 15-20% faster. The last bit differs
-    now and then, which a long GAN run amplifies: a seed still repeats a run
-    exactly, but runs made with Keras' Adam here are not reproduced bit for bit.
-    """
-
-    def __init__(self, lr, beta1, beta2=0.999, epsilon=1e-7):
-        self.lr, self.beta1, self.beta2, self.epsilon = lr, beta1, beta2, epsilon
-
-    def build(self, variables):
-        self.sizes = [int(np.prod(variable.shape)) for variable in variables]
-        total = sum(self.sizes)
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
-        self.momentum = tf.Variable(tf.zeros(total), trainable=False, name="momentum")
-        self.velocity = tf.Variable(tf.zeros(total), trainable=False, name="velocity")
-        self.variables = [self.iterations, self.momentum, self.velocity]
-
-    def apply(self, gradients, variables):
-        gradient = tf.concat([tf.reshape(g, [-1]) for g in gradients], axis=0)
-        step = tf.cast(self.iterations + 1, tf.float32)
-        alpha = self.lr * tf.sqrt(1 - tf.pow(self.beta2, step)) / (1 - tf.pow(self.beta1, step))
-        m = self.momentum + (gradient - self.momentum) * (1 - self.beta1)
-        v = self.velocity + (tf.square(gradient) - self.velocity) * (1 - self.beta2)
-        self.momentum.assign(m)
-        self.velocity.assign(v)
-        steps = tf.split(m * alpha / (tf.sqrt(v) + self.epsilon), self.sizes)
-        for variable, change in zip(variables, steps):
-            variable.assign_sub(tf.reshape(change, variable.shape))
-        self.iterations.assign_add(1)
+    real_targets: np.ndarray    # (b, 1): D's targets for the real batch, 1 - U(0, 0.1)
+    fake_labels: np.ndarray     # (b, c): one-hot, drawn in proportion to to_balance
+    fake_noise: np.ndarray      # (b, latent): N(0, 1)
+    fake_targets: np.ndarray    # (b, 1): D's targets for the fake batch, U(0, 0.1)
+    class_noise: np.ndarray     # (m, g, latent): one draw per class, used by both its updates
+    class_labels: np.ndarray    # (m, g, c): one-hot k
 
 
 class Gamo(Learner):
     """The three players, their optimisers and one compiled step per batch."""
 
-    def __init__(self, num_features, imbalance, latent_dim=dense_net.LATENT_DIM,
-                 batch_size=32, lr=0.0002, beta1=0.5, use_discriminator=True, jit=True):
+    def __init__(self, num_features, imbalance, latent_dim=dense_net.LATENT_DIM, batch_size=32,
+                 adam=None, reference_batchnorm=True, use_discriminator=True, jit=True):
         self.imbalance = imbalance
+        self.adam = adam or AdamStates(0.0002, 0.5)
         self.num_classes = c = imbalance.num_classes
         self.num_features = num_features
         self.minority = [int(k) for k in imbalance.minority]
@@ -342,14 +304,20 @@ class Gamo(Learner):
                                             name=f"GenP_{k}") for k in self.minority}
 
         # One Adam state per compiled model of the reference: M, D, and for every
-        # minority class G+IGU_k+M and G+IGU_k+D. M and D keep Keras' Adam: for
-        # their larger weights the flat buffer's copying costs more than it saves.
-        self.opt_classifier = built(adam(lr, beta1), self.classifier.trainable_variables)
-        self.opt_discriminator = built(adam(lr, beta1), self.discriminator.trainable_variables)
+        # minority class G+IGU_k+M and G+IGU_k+D. The generator's many small
+        # variables get flat states; for M's and D's larger weights the flat
+        # buffer's copying would cost more than it saves.
+        self.opt_classifier = self.adam.new(self.classifier.trainable_variables)
+        self.opt_discriminator = self.adam.new(self.discriminator.trainable_variables)
         self.opt_against_classifier = {
-            k: built(FlatAdam(lr, beta1), self.generator_variables(k)) for k in self.minority}
+            k: self.adam.new(self.generator_variables(k), flat=True) for k in self.minority}
         self.opt_against_discriminator = {
-            k: built(FlatAdam(lr, beta1), self.generator_variables(k)) for k in self.minority}
+            k: self.adam.new(self.generator_variables(k), flat=True) for k in self.minority}
+        # The trunk's moving statistics: one call site per composite of the
+        # reference (QUIRK, see dense_net.CallSiteStatistics), or Keras 3's average.
+        opponents = ("M", "D") if use_discriminator else ("M",)
+        self.trunk_sites = {(opponent, k): CallSiteStatistics(self.trunk, f"G_{opponent}_{k}")
+                            for k in self.minority for opponent in opponents} if reference_batchnorm else {}
         # One compiled step per batch: the fixed-shape updates are XLA clusters
         # inside it; the fake batch between them has shapes that vary per batch.
         self._real_updates = tf.function(self._real_updates, jit_compile=jit)
@@ -375,19 +343,17 @@ class Gamo(Learner):
     def draw_noise(self, rng, rows):
         """The batch's random draws, from the run's seeded NumPy generator."""
         c, g = self.num_classes, self.rows_per_class
-        return {
-            "real_targets": (1 - rng.uniform(0, 0.1, (rows, 1))).astype(np.float32),
-            "fake_labels": sample_fake_labels(rng, self.imbalance, rows),
-            "fake_noise": rng.standard_normal((rows, self.latent_dim)).astype(np.float32),
-            "fake_targets": rng.uniform(0, 0.1, (rows, 1)).astype(np.float32),
-            "class_noise": rng.standard_normal(
-                (len(self.minority), g, self.latent_dim)).astype(np.float32),
-            "class_labels": np.stack([one_hot(np.full(g, k), c) for k in self.minority]),
-        }
+        return BatchDraws(
+            real_targets=(1 - rng.uniform(0, 0.1, (rows, 1))).astype(np.float32),
+            fake_labels=sample_fake_labels(rng, self.imbalance, rows),
+            fake_noise=rng.standard_normal((rows, self.latent_dim)).astype(np.float32),
+            fake_targets=rng.uniform(0, 0.1, (rows, 1)).astype(np.float32),
+            class_noise=rng.standard_normal((len(self.minority), g, self.latent_dim)).astype(np.float32),
+            class_labels=np.stack([one_hot(np.full(g, k), c) for k in self.minority]),
+        )
 
     def train_on_batch(self, x, y_onehot, rng):
-        losses = self.step_fn(x, y_onehot, **self.draw_noise(rng, len(x)))
-        return losses
+        return self.step_fn(x, y_onehot, *self.draw_noise(rng, len(x)))
 
     def _fake_batch(self, noise, labels):
         """Each row goes through the IGU of its label; trunk in inference mode.
@@ -453,13 +419,15 @@ class Gamo(Learner):
             code = self.trunk([noise, labels], training=True)   # batch statistics
             return self.igus[k](code, training=True)
 
-        losses = {f"G_M_{k}": update(
-            self.opt_against_classifier[k], variables,
-            lambda: mse(1 - labels, self.classifier(generated(), training=False)))}
+        with statistics_of_call_site(self.trunk, self.trunk_sites.get(("M", k))):
+            losses = {f"G_M_{k}": update(
+                self.opt_against_classifier[k], variables,
+                lambda: mse(1 - labels, self.classifier(generated(), training=False)))}
         if self.use_discriminator:
-            losses[f"G_D_{k}"] = update(
-                self.opt_against_discriminator[k], variables,
-                lambda: mse(1.0, self.discriminator([generated(), labels], training=False)))
+            with statistics_of_call_site(self.trunk, self.trunk_sites.get(("D", k))):
+                losses[f"G_D_{k}"] = update(
+                    self.opt_against_discriminator[k], variables,
+                    lambda: mse(1.0, self.discriminator([generated(), labels], training=False)))
         return losses
 
     # ------------------------------------------------------------ inference
@@ -480,6 +448,10 @@ class Gamo(Learner):
         return [self.opt_classifier, self.opt_discriminator,
                 *self.opt_against_classifier.values(), *self.opt_against_discriminator.values()]
 
+    def other_state(self):
+        """Variables a checkpoint keeps besides models and optimiser states."""
+        return [*self.adam.variables, *(v for site in self.trunk_sites.values() for v in site.variables)]
+
     def models(self):
         """Name prefix -> model, as the reference saves them."""
         named = {"GEN": self.trunk, "MLP": self.classifier}
@@ -491,14 +463,15 @@ class Gamo(Learner):
 
 class ClassifierOnly(Learner):
     """The paper's baseline: the classifier alone, one update per batch on the real
-    batch (as the reference's own baseline script trained it). With an `extractor`
-    (the convolutional case) F and M learn together, F feeding M."""
+    batch (GAMO's classifier without the game). With an `extractor` (the
+    convolutional case) F and M learn together, F feeding M."""
 
-    def __init__(self, classifier, extractor=None, lr=0.0002, beta1=0.5, jit=True):
+    def __init__(self, classifier, extractor=None, adam=None, jit=True):
         self.classifier = classifier
         self.extractor = extractor
         self.num_classes = classifier.output.shape[-1]
-        self.opt_classifier = built(adam(lr, beta1), self.trainable_variables())
+        self.adam = adam or AdamStates(0.0002, 0.5)
+        self.opt_classifier = self.adam.new(self.trainable_variables())
         self.step_fn = tf.function(self._train_step, jit_compile=jit, input_signature=(
             inputs_and_targets_spec(extractor or classifier, self.num_classes)))
         self._predict_fn = tf.function(self._predict, jit_compile=jit, reduce_retracing=True)
@@ -528,6 +501,9 @@ class ClassifierOnly(Learner):
     def optimizers(self):
         return [self.opt_classifier]
 
+    def other_state(self):
+        return self.adam.variables
+
     def models(self):
         return {"MLP": self.classifier}
 
@@ -536,9 +512,15 @@ def build_learner(settings, num_features, imbalance, extractor=None):
     """GAMO, or the classifier alone for the baselines (--classifier-only, --smote)."""
     if is_baseline(settings):
         classifier = dense_net.build_classifier(num_features, imbalance.num_classes, name="MLP")
-        return ClassifierOnly(classifier, extractor, settings.lr, settings.beta1, settings.jit)
-    return Gamo(num_features, imbalance, settings.latent_dim, settings.batch_size, settings.lr,
-                settings.beta1, use_discriminator=not settings.no_discriminator, jit=settings.jit)
+        return ClassifierOnly(classifier, extractor, adam_states(settings), settings.jit)
+    return Gamo(num_features, imbalance, settings.latent_dim, settings.batch_size, adam_states(settings),
+                reference_batchnorm=not settings.standard_batchnorm,
+                use_discriminator=not settings.no_discriminator, jit=settings.jit)
+
+
+def adam_states(settings):
+    """The run's Adam: the reference's shared step counter unless --standard-adam."""
+    return AdamStates(settings.lr, settings.beta1, shared_counter=not settings.standard_adam)
 
 
 # ====================================================================== the run
@@ -689,7 +671,8 @@ class Run:
     def state_variables(self):
         models = [*self.extra_models.values(), *self.learner.state_models()]
         optimizers = [*self.extra_optimizers, *self.learner.optimizers()]
-        return [v for m in models for v in m.variables] + [v for o in optimizers for v in o.variables]
+        return ([v for m in models for v in m.variables] + [v for o in optimizers for v in o.variables]
+                + self.learner.other_state())
 
     def checkpoint_root(self):
         return self.out_dir / "checkpoints"
@@ -725,8 +708,10 @@ class Run:
                  confMat=test.conf_mat, acc=test.acc)
 
     def finish(self, started):
-        """Final evaluation at the last index, final models and the result files."""
+        """Final evaluation at the last index, picture, final models and the result files."""
         self.evaluate_and_report(self.record.length - 1)
+        if self.image_side:
+            self.save_picture()
         self.save_models()
         self.save_checkpoint()
         test = self.latest

@@ -23,6 +23,7 @@ import numpy as np
 
 import dense_gamo_main as dense
 import fashion_mnist_gamo2pix_net as nets
+from dense_net import AdamStates, update
 from dense_suppli import (
     InputError,
     atomic_path,
@@ -88,6 +89,7 @@ def build_parser():
                              "term) instead of the reference's exp(z_sigma)")
     parser.add_argument("--no-scale", action="store_true",
                         help="pixels are not 0-255 (use as they are)")
+    dense.add_standard_adam_option(parser)
     parser.add_argument("--no-jit", dest="jit", action="store_false")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint in the output folder")
@@ -150,12 +152,14 @@ def gamo_features(models, k, count, rng):
 class ClassVae:
     """Encoder head, sampling and decoder for one class, with one compiled step."""
 
-    def __init__(self, num_features, image_shape, settings, seed):
+    def __init__(self, num_features, image_shape, settings, seed, adam):
         self.encoder = nets.build_encoder_head(num_features)
         self.sampling = nets.Sampling(consistent=settings.consistent_vae, seed=seed)
         self.decoder = nets.build_decoder(image_shape)
         self.variables = self.encoder.trainable_variables + self.decoder.trainable_variables
-        self.optimizer = dense.built(dense.adam(settings.lr, settings.beta1), self.variables)
+        # Fresh moments for every class; with the reference's shared step counter
+        # (the default) the count runs on from class to class (QUIRK).
+        self.optimizer = adam.new(self.variables)
         self.train_step = tf.function(self._train_step, jit_compile=settings.jit)
 
     def __call__(self, features):
@@ -163,7 +167,7 @@ class ClassVae:
         return self.decoder(self.sampling([z_mean, z_sigma])), z_mean, z_sigma
 
     def _train_step(self, features, images):
-        return dense.update(self.optimizer, self.variables,
+        return update(self.optimizer, self.variables,
                             lambda: nets.vae_loss(images, *self(features)))
 
     def images_from(self, features):
@@ -181,6 +185,11 @@ class PixRun:
         self.position, self.step = 0, 0       # where the run stands: class index, its step
         self.finished = {}                    # class -> (generated images, real images)
         self.stop = None
+        self.adam = AdamStates(settings.lr, settings.beta1, shared_counter=not settings.standard_adam)
+
+    def state_variables(self, vae=None):
+        """The run's Adam counter, and the VAE in training if any."""
+        return [*self.adam.variables, *(vae_state_variables(vae) if vae is not None else [])]
 
     def checkpoint_root(self):
         return self.out_dir / "checkpoints"
@@ -191,8 +200,7 @@ class PixRun:
         arrays = {f"{kind}_{k}": images for k, pair in self.finished.items()
                   for kind, images in zip(("generated", "real"), pair)}
         number = self.position * self.settings.steps + self.step
-        variables = vae_state_variables(vae) if vae is not None else []
-        dense.write_checkpoint(self.checkpoint_root(), number, variables, state, arrays)
+        dense.write_checkpoint(self.checkpoint_root(), number, self.state_variables(vae), state, arrays)
 
     def peek_checkpoint(self):
         """Where the newest checkpoint stands, and the finished classes' images."""
@@ -202,7 +210,8 @@ class PixRun:
         state = json.loads((found[-1][1] / "state.json").read_text())
         self.position, self.step = state["position"], state["step"]
         if self.step == 0:     # between two classes: no VAE in training (else train_class loads it)
-            folder, state, arrays = dense.read_checkpoint(self.checkpoint_root(), self.settings, [])
+            folder, state, arrays = dense.read_checkpoint(self.checkpoint_root(), self.settings,
+                                                          self.state_variables())
             self.restore(state, arrays)
             print(f"resumed from {folder}: {self.position} of {len(self.classes)} classes done")
 
@@ -216,10 +225,10 @@ class PixRun:
         """Train class k's VAE; write its pictures, models and generated images."""
         s = self.settings
         keras.utils.set_random_seed(s.seed + k)        # the same weights, resumed or not
-        vae = ClassVae(features.shape[1], images.shape[1:], s, seed=s.seed + k)
+        vae = ClassVae(features.shape[1], images.shape[1:], s, seed=s.seed + k, adam=self.adam)
         if self.step > 0:                              # resuming inside this class
             folder, state, arrays = dense.read_checkpoint(self.checkpoint_root(), s,
-                                                          vae_state_variables(vae))
+                                                          self.state_variables(vae))
             self.restore(state, arrays)
             print(f"resumed from {folder}: class {k} at step {self.step}")
         pictures, model_dir = self.out_dir / f"Pictures_{k}", self.out_dir / f"models_{k}"
@@ -239,6 +248,7 @@ class PixRun:
                 self.stop.raise_if_asked()
                 if self.step >= s.steps:
                     break
+        save_class_pictures(vae, k, images, features, self.models, pictures, self.step, self.rng)
         save_vae(vae, model_dir, self.step)
         generated = vae.images_from(gamo_features(self.models, k, s.num_images, self.rng))
         write_pngs(self.out_dir / f"generated_{k}", generated)

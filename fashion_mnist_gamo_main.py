@@ -6,7 +6,8 @@ Each round of the outer loop (GAMO_REFERENCE.md section 5):
   (b) the features of the whole training set, computed with the updated F;
   (c) one pass of the dense game over the batches on those features, with the
       IGUs combining them (dense_gamo_main's compiled step, unchanged).
-The stop condition is checked between rounds, as in the reference.
+As in the reference, the run stops inside the pass as soon as step reaches
+--steps: a default run ends at exactly step 50000, in its 89th round.
 The baselines (--classifier-only, --smote) train F and M together instead, one
 update per batch, and stop after steps / 2 batches.
 
@@ -23,6 +24,7 @@ import numpy as np
 
 import dense_gamo_main as dense
 import fashion_mnist_net as nets
+from dense_net import inputs_and_targets_spec, mse, update
 from dense_suppli import batch_slices, one_hot, run_cli, scores
 from fashion_mnist_suppli import image_shape_for, parse_image_shape, to_images
 
@@ -54,18 +56,20 @@ def build_parser():
 class FeatureLearner:
     """F trained through the fixed classifier M (the reference's F+M model)."""
 
-    def __init__(self, extractor, classifier, lr, beta1, batch_size, jit=True):
+    def __init__(self, extractor, classifier, adam, batch_size, jit=True):
         self.extractor = extractor
         self.classifier = classifier
         self.batch_size = batch_size
-        self.optimizer = dense.built(dense.adam(lr, beta1), extractor.trainable_variables)
+        # The reference compiles F+M with the same Adam object as the game's models:
+        # with its shared step counter (the default), F+M's updates advance it too.
+        self.optimizer = adam.new(extractor.trainable_variables)
         self._step = tf.function(self._train_step, jit_compile=jit, input_signature=(
-            dense.inputs_and_targets_spec(extractor, classifier.output.shape[-1])))
+            inputs_and_targets_spec(extractor, classifier.output.shape[-1])))
         self._features = tf.function(lambda images: extractor(images, training=False),
                                      jit_compile=jit, reduce_retracing=True)
 
     def _train_step(self, images, targets):
-        return dense.update(self.optimizer, self.extractor.trainable_variables, lambda: dense.mse(
+        return update(self.optimizer, self.extractor.trainable_variables, lambda: mse(
             targets, self.classifier(self.extractor(images, training=True), training=False)))
 
     def epoch(self, images, onehot, rng):
@@ -95,8 +99,7 @@ def main(argv=None):
     if dense.is_baseline(settings):
         return train_baseline(settings, dataset, extractor, image_shape)
     gamo = dense.build_learner(settings, settings.num_features, dataset.imbalance)
-    learner = FeatureLearner(extractor, gamo.classifier, settings.lr, settings.beta1,
-                             settings.batch_size, jit=settings.jit)
+    learner = FeatureLearner(extractor, gamo.classifier, gamo.adam, settings.batch_size, jit=settings.jit)
     run = dense.Run(settings, gamo, evaluate=None, extra_models={"Conv": extractor},
                     extra_optimizers=[learner.optimizer])
     x_train, y_train = dense.training_rows(run, dataset, images_summary(settings, image_shape))
@@ -148,7 +151,7 @@ def play_round(run, learner, images, labels, onehot, slices):
     features = learner.features(images)
     run.train_features = features
     run.learner.set_class_points(features, labels)
-    run.play(features, onehot, slices)
+    run.play(features, onehot, slices, until=run.settings.steps)
     return features
 
 

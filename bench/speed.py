@@ -20,6 +20,10 @@ Memory case (--case memory): a real dense run of 10000 steps (evaluations,
 pictures and saves included) with the peak resident memory at 10% and at 100%
 of it (and at 50%); the growth between 10% and 100% must stay below 5%.
 
+The dense case also times the default step (the reference's Keras 2.2
+numerics) against --standard-adam --standard-batchnorm, interleaved in one
+process.
+
 Prints ms per batch (median) for each, their ratio and the peak resident
 memory; the last line is a JSON object with those figures.
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import statistics
 import sys
@@ -42,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dense_gamo_main as gm  # noqa: E402
 import MNIST_process as mp  # noqa: E402
+from dense_net import AdamStates  # noqa: E402
 from dense_suppli import imbalance_of, one_hot, relabel_by_size, sample_fake_labels, scale_pixels  # noqa: E402
 from fMNIST_process import DEBIAN_FASHION_DIR  # noqa: E402
 
@@ -103,8 +109,8 @@ class ReferencePattern:
         self.g = gamo
         c = gamo.num_classes
 
-        gamo.classifier.compile(gm.adam(2e-4, 0.5), "mse")
-        gamo.discriminator.compile(gm.adam(2e-4, 0.5), "mse")
+        gamo.classifier.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
+        gamo.discriminator.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
         noise = keras.Input((gamo.latent_dim,))
         label = keras.Input((c,))
         self.against_m, self.against_d = {}, {}
@@ -120,8 +126,8 @@ class ReferencePattern:
         g.classifier.trainable = False
         g.discriminator.trainable = False
         for k in g.minority:
-            self.against_m[k].compile(gm.adam(2e-4, 0.5), "mse")
-            self.against_d[k].compile(gm.adam(2e-4, 0.5), "mse")
+            self.against_m[k].compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
+            self.against_d[k].compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
 
     def train_batch(self, x, onehot, rng):
         g, rows, c = self.g, len(x), self.g.num_classes
@@ -144,11 +150,37 @@ class ReferencePattern:
             self.against_d[k].train_on_batch([noise, labels], np.ones((g.rows_per_class, 1)))
 
 
-def new_gamo(x, labels, jit=True):
+def new_gamo(x, labels, jit=True, standard=False):
+    """GAMO with the reference's numerics, or with --standard-adam --standard-batchnorm."""
     keras.utils.set_random_seed(0)
-    gamo = gm.Gamo(x.shape[1], imbalance_of(labels), jit=jit)
+    gamo = gm.Gamo(x.shape[1], imbalance_of(labels), adam=AdamStates(2e-4, 0.5, shared_counter=not standard),
+                   reference_batchnorm=not standard, jit=jit)
     gamo.set_class_points(x, labels)
     return gamo
+
+
+def compare_numerics(x, labels, batches, block=20):
+    """Median ms per dense batch, the reference's numerics (the default) against
+    --standard-adam --standard-batchnorm: both in this process, timed in
+    alternating blocks of `block` batches so that both see the same machine."""
+    onehot = one_hot(labels, 10)
+    rng = np.random.default_rng(0)
+    players = {"reference numerics": new_gamo(x, labels),
+               "standard numerics": new_gamo(x, labels, standard=True)}
+    for gamo in players.values():          # compile both batch shapes first
+        time_batches(lambda xb, yb, g=gamo: g.train_on_batch(xb, yb, rng), x, onehot, 0, 2)
+        gamo.train_on_batch(x[:8], onehot[:8], rng)
+    times = {name: [] for name in players}
+    for index in range(math.ceil(batches / block)):
+        order = list(players.items()) if index % 2 == 0 else list(players.items())[::-1]
+        for name, gamo in order:
+            times[name] += time_batches(lambda xb, yb, g=gamo: g.train_on_batch(xb, yb, rng),
+                                        x, onehot, block, 0)
+    medians = {name: median_ms(values) for name, values in times.items()}
+    ratio = medians["reference numerics"] / medians["standard numerics"]
+    print("dense step, interleaved: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in medians.items())
+          + f" (median of {len(times['standard numerics'])} each); ratio {ratio:.3f}")
+    return medians["reference numerics"], medians["standard numerics"]
 
 
 def compare_game(x, labels, args, name):
@@ -184,7 +216,7 @@ def compare_feature_epoch(images, labels, epochs):
     keras.utils.set_random_seed(0)
     extractor = nets.build_feature_extractor()
     classifier = nets.build_classifier(nets.NUM_FEATURES, 10)
-    learner = conv.FeatureLearner(extractor, classifier, 2e-4, 0.5, batch_size=32)
+    learner = conv.FeatureLearner(extractor, classifier, AdamStates(2e-4, 0.5), batch_size=32)
     learner.epoch(images[:64], onehot[:64], rng)                  # compile
     ours = []
     for _ in range(epochs):
@@ -193,7 +225,7 @@ def compare_feature_epoch(images, labels, epochs):
         ours.append(time.perf_counter() - began)
     classifier.trainable = False
     joined = keras.Model(extractor.input, classifier(extractor.output))
-    joined.compile(gm.adam(2e-4, 0.5), "mse")
+    joined.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
     joined.fit(images[:64], onehot[:64], batch_size=32, epochs=1, verbose=0)
     theirs = []
     for _ in range(epochs):
@@ -212,7 +244,8 @@ def compare_pix_step(images, batches=200, warmup=10):
 
     keras.utils.set_random_seed(0)
     extractor = nets.build_feature_extractor()
-    vae = pix.ClassVae(nets.NUM_FEATURES, images.shape[1:], pix.PixSettings(), seed=0)
+    vae = pix.ClassVae(nets.NUM_FEATURES, images.shape[1:], pix.PixSettings(), seed=0,
+                       adam=AdamStates(2e-4, 0.5))
     features = extractor.predict(images, batch_size=1024, verbose=0)
     recompute = tf.function(lambda batch: vae._train_step(extractor(batch, training=False), batch),
                             jit_compile=True)
@@ -283,6 +316,9 @@ def main(argv=None):
         compiled, reference = compare_game(x, labels, args, "dense")
         figures.update(compiled_ms=round(compiled, 2), reference_ms=round(reference, 2),
                        speedup=round(reference / compiled, 1))
+        default, standard = compare_numerics(x, labels, args.batches)
+        figures.update(reference_numerics_ms=round(default, 2), standard_numerics_ms=round(standard, 2),
+                       numerics_ratio=round(default / standard, 3))
     if args.case in ("conv", "all"):
         images = x.reshape(-1, 28, 28, 1)
         ours, theirs, extractor = compare_feature_epoch(images, labels, args.epochs)

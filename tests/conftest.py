@@ -62,11 +62,12 @@ def digits_csvs(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def conv_run(digits_csvs, tmp_path_factory):
-    """A short convolutional GAMO run on the digits: 2 rounds, models at steps 10 and 20."""
+    """A short convolutional GAMO run on the digits, stopping inside its second round
+    (5 batches = 10 steps a round): models at steps 10 and 16."""
     import fashion_mnist_gamo_main as conv
 
     train, test = digits_csvs
     out = tmp_path_factory.mktemp("conv") / "Digits_8_Gamo"
-    conv.main(["--train", str(train), "--test", str(test), "--out-dir", str(out), "--steps", "20",
+    conv.main(["--train", str(train), "--test", str(test), "--out-dir", str(out), "--steps", "16",
                "--eval-every", "10", "--save-every", "10", "--num-features", "32"])
     return out

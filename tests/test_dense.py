@@ -102,20 +102,20 @@ def test_batchnorm_statistics_frozen_in_fake_batch_and_updated_by_generator(smal
     gamo, _, _, rng = small_game
     before = moving_statistics(gamo.trunk)
     noise = gamo.draw_noise(rng, 8)
-    fake = gamo._fake_batch(noise["fake_noise"], noise["fake_labels"])
+    fake = gamo._fake_batch(noise.fake_noise, noise.fake_labels)
     for a, b in zip(before, moving_statistics(gamo.trunk)):
         np.testing.assert_array_equal(a, b)
     assert fake.shape == (8, 16)
-    gamo.generator_updates(0, noise["class_noise"][0], noise["class_labels"][0])
+    gamo.generator_updates(0, noise.class_noise[0], noise.class_labels[0])
     assert all(not np.array_equal(a, b) for a, b in zip(before, moving_statistics(gamo.trunk)))
 
 
 def test_fake_batch_rows_come_from_the_igu_of_their_label(small_game):
     gamo, features, labels, rng = small_game
     noise = gamo.draw_noise(rng, 8)
-    fake = gamo._fake_batch(noise["fake_noise"], noise["fake_labels"]).numpy()
-    code = gamo.trunk([noise["fake_noise"], noise["fake_labels"]], training=False)
-    for row, k in enumerate(noise["fake_labels"].argmax(axis=1)):
+    fake = gamo._fake_batch(noise.fake_noise, noise.fake_labels).numpy()
+    code = gamo.trunk([noise.fake_noise, noise.fake_labels], training=False)
+    for row, k in enumerate(noise.fake_labels.argmax(axis=1)):
         assert k in gamo.minority
         weights = dense_net.convex_weights_model(gamo.igus[k])(code[row:row + 1]).numpy()
         np.testing.assert_allclose(fake[row], (weights @ features[labels == k])[0], rtol=1e-4, atol=1e-5)
@@ -124,8 +124,8 @@ def test_fake_batch_rows_come_from_the_igu_of_their_label(small_game):
 def test_generator_batch_has_ceil_batch_over_classes_rows_per_class(small_game):
     gamo, _, _, rng = small_game
     noise = gamo.draw_noise(rng, 8)
-    assert noise["class_noise"].shape == (3, 2, 8)          # 3 minority classes, ceil(8 / 4) rows
-    assert noise["class_labels"][2].argmax(axis=1).tolist() == [2, 2]
+    assert noise.class_noise.shape == (3, 2, 8)          # 3 minority classes, ceil(8 / 4) rows
+    assert noise.class_labels[2].argmax(axis=1).tolist() == [2, 2]
 
 
 def test_the_step_is_traced_once_for_full_and_shorter_batches(small_game):
@@ -141,12 +141,12 @@ def test_the_step_is_traced_once_for_full_and_shorter_batches(small_game):
 def train_with(optimizer, starts, targets, jit):
     """Variables after one update per target of sum_i (i + 1) * ||v_i - target||^2."""
     variables = [tf.Variable(start) for start in starts]
-    main_module.built(optimizer, variables)
+    optimizer.build(variables)
 
     def loss(target):
         return tf.add_n([(i + 1) * tf.reduce_sum(tf.square(v - target)) for i, v in enumerate(variables)])
 
-    step = tf.function(lambda target: main_module.update(optimizer, variables, lambda: loss(target)),
+    step = tf.function(lambda target: dense_net.update(optimizer, variables, lambda: loss(target)),
                        jit_compile=jit)
     for target in targets:
         step(tf.constant(target))
@@ -158,8 +158,8 @@ def test_flat_adam_gives_keras_adam_results(jit):
     rng = np.random.default_rng(SEED)
     starts = [rng.normal(size=shape).astype(np.float32) for shape in ((5, 3), (3,), (2, 2, 3))]
     targets = rng.normal(size=6).astype(np.float32)
-    flat, flat_count = train_with(main_module.FlatAdam(0.01, 0.5), starts, targets, jit)
-    theirs, their_count = train_with(main_module.adam(0.01, 0.5), starts, targets, jit)
+    flat, flat_count = train_with(dense_net.FlatAdam(0.01, 0.5), starts, targets, jit)
+    theirs, their_count = train_with(keras.optimizers.Adam(0.01, beta_1=0.5), starts, targets, jit)
     assert flat_count == their_count == len(targets)
     for mine, expected, start in zip(flat, theirs, starts):
         assert not np.array_equal(mine, start)
@@ -211,7 +211,8 @@ def test_short_run_writes_every_output_with_reference_keys_and_shapes(finished_r
     assert sorted(results.files) == ["acc", "acsa", "confMat", "gm", "tpr"]
     assert results["acsa"] == pytest.approx(record["acsaSaveTs"][-1])
     pictures = sorted(p.name for p in (out / "Pictures").iterdir())
-    assert pictures == [f"Digits_8_Gamo_{step}.png" for step in (0, 10, 20, 30)]
+    # Every evaluation's picture, and the final step's (as the reference's last one).
+    assert pictures == [f"Digits_8_Gamo_{step}.png" for step in (0, 10, 20, 30, 40)]
     for step in (20, 40):
         names = sorted(p.name for p in (out / f"gamo_models_{step}").iterdir())
         assert names == sorted([f"DIS_{step}.keras", f"GEN_{step}.keras", f"MLP_{step}.keras"]

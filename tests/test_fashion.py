@@ -9,7 +9,7 @@ from conftest import SEED, run_in_new_process, run_script
 import dense_gamo_main as dense
 import fashion_mnist_gamo_main as conv
 import fashion_mnist_net as nets
-from dense_net import class_points
+from dense_net import AdamStates, class_points
 from dense_suppli import Imbalance, InputError, one_hot
 from fashion_mnist_suppli import image_shape_for, parse_image_shape, to_images
 
@@ -43,13 +43,15 @@ def test_one_round_trains_f_not_m_and_hands_the_new_features_to_the_igus():
     onehot = one_hot(labels, 3)
     extractor = nets.build_feature_extractor((8, 8, 1), 32)
     gamo = dense.Gamo(32, Imbalance(counts), latent_dim=8, batch_size=8, jit=False)
-    learner = conv.FeatureLearner(extractor, gamo.classifier, 2e-4, 0.5, batch_size=8, jit=False)
+    learner = conv.FeatureLearner(extractor, gamo.classifier, gamo.adam, batch_size=8, jit=False)
     settings = dense.Settings(steps=1000, batch_size=8, eval_every=1000, save_every=1000, out_dir="unused")
     run = dense.Run(settings, gamo, evaluate=None)
 
     extractor_before = [np.array(v) for v in extractor.variables]
     classifier_before = [np.array(v) for v in gamo.classifier.variables]
     learner.epoch(images, onehot, run.rng)       # (a) alone first: only F may move
+    # F+M shares the run's Adam step counter (the reference's one Adam object): 4 batches.
+    assert int(gamo.adam.counter.numpy()) == int(learner.optimizer.iterations.numpy()) == 4
     assert all(not np.array_equal(a, np.array(v)) for a, v in zip(extractor_before, extractor.trainable_variables))
     for a, v in zip(classifier_before, gamo.classifier.variables):
         np.testing.assert_array_equal(a, np.array(v))
@@ -70,7 +72,7 @@ def test_one_round_trains_f_not_m_and_hands_the_new_features_to_the_igus():
 def test_the_feature_step_is_traced_once_for_full_and_shorter_batches():
     extractor = nets.build_feature_extractor((8, 8, 1), 16)
     classifier = nets.build_classifier(16, 3)
-    learner = conv.FeatureLearner(extractor, classifier, 2e-4, 0.5, batch_size=8, jit=False)
+    learner = conv.FeatureLearner(extractor, classifier, AdamStates(2e-4, 0.5), batch_size=8, jit=False)
     rng = np.random.default_rng(SEED)
     images = rng.uniform(-1, 1, (20, 8, 8, 1)).astype(np.float32)   # batches of 8, 8 and 4
     learner.epoch(images, one_hot(rng.integers(0, 3, 20), 3), rng)
@@ -82,10 +84,12 @@ def test_short_run_writes_every_output(conv_run):
     assert sorted(record.files) == sorted(dense.RECORD_KEYS)
     assert record["acsaSaveTs"].shape == (3,) and record["confMatSaveTs"].shape == (3, 4, 4)
     assert sorted(np.load(conv_run / "Results.npz").files) == ["acc", "acsa", "confMat", "gm", "tpr"]
-    # 150 rows / 32 = 5 batches per round: rounds end at steps 10 and 20.
+    # 150 rows / 32 = 5 batches per round: the run stops at step 16, inside its second round.
     settings = json.loads((conv_run / "settings.json").read_text())
-    assert settings["final_step"] == 20 and settings["image_shape"] == [8, 8, 1]
-    for step in (10, 20):
+    assert settings["final_step"] == 16 and settings["batches"] == 8
+    assert settings["image_shape"] == [8, 8, 1]
+    assert record["acsaSaveTs"][-1] == np.load(conv_run / "Results.npz")["acsa"]
+    for step in (10, 16):
         names = {p.name for p in (conv_run / f"gamo_models_{step}").iterdir()}
         assert {f"Conv_{step}.keras", f"GEN_{step}.keras", f"MLP_{step}.keras", f"DIS_{step}.keras",
                 f"GenP_0_{step}.keras"} <= names
@@ -95,10 +99,10 @@ def test_short_run_writes_every_output(conv_run):
 
 def test_saved_extractor_trunk_and_igus_reload_in_a_new_process(conv_run, tmp_path):
     last_line = run_in_new_process(tmp_path, (
-        f"folder = {str(conv_run / 'gamo_models_20')!r}\n"
-        "F = keras.models.load_model(folder + '/Conv_20.keras')\n"
-        "G = keras.models.load_model(folder + '/GEN_20.keras')\n"
-        "igu = keras.models.load_model(folder + '/GenP_1_20.keras')\n"
+        f"folder = {str(conv_run / 'gamo_models_16')!r}\n"
+        "F = keras.models.load_model(folder + '/Conv_16.keras')\n"
+        "G = keras.models.load_model(folder + '/GEN_16.keras')\n"
+        "igu = keras.models.load_model(folder + '/GenP_1_16.keras')\n"
         "features = F(np.zeros((3, 8, 8, 1), 'float32'))\n"
         "sample = igu(G([np.zeros((3, 100), 'float32'), np.eye(4, dtype='float32')[[1, 1, 1]]]))\n"
         "print(tuple(features.shape), tuple(sample.shape), dense_net.class_points(igu).shape)\n"))

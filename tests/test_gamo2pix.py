@@ -6,7 +6,7 @@ from conftest import SEED, run_script
 
 import fashion_mnist_gamo2pix_main as pix
 import fashion_mnist_gamo2pix_net as nets
-from dense_net import class_points, convex_weights_model
+from dense_net import AdamStates, class_points, convex_weights_model
 
 keras = nets.keras
 
@@ -45,7 +45,7 @@ def test_sampling_scale_follows_the_reference_quirk_or_the_flag(consistent, scal
 
 
 def test_gamo_samples_are_the_igus_convex_weights_over_the_class_features(conv_run, digits_csvs):
-    models = pix.load_gamo_models(conv_run / "gamo_models_20", [1])
+    models = pix.load_gamo_models(conv_run / "gamo_models_16", [1])
     dataset = pix.dense.load_dataset(digits_csvs[0], digits_csvs[0])
     images = dataset.x_train[dataset.y_train == 1].reshape(-1, 8, 8, 1)
     features = models.extractor.predict(images, verbose=0)
@@ -68,7 +68,7 @@ def test_short_run_writes_pictures_models_and_pngs(conv_run, digits_csvs, tmp_pa
               "--num-images", "5", "--classes", "0,2"])
     for k in (0, 2):
         assert sorted(p.name for p in (out / f"Pictures_{k}").iterdir()) == [
-            "Test_0.png", "Test_3.png", "Train_0.png", "Train_3.png"]
+            "Test_0.png", "Test_3.png", "Test_6.png", "Train_0.png", "Train_3.png", "Train_6.png"]
         assert sorted(p.name for p in (out / f"models_{k}").iterdir()) == [
             "decoder_4.keras", "decoder_6.keras", "encoder_4.keras", "encoder_6.keras"]
         pngs = sorted((out / f"generated_{k}").iterdir())
@@ -80,12 +80,12 @@ def test_short_run_writes_pictures_models_and_pngs(conv_run, digits_csvs, tmp_pa
 
 
 def test_bad_models_folders_give_one_line_errors(conv_run, digits_csvs, tmp_path):
-    broken = tmp_path / "gamo_models_20"
+    broken = tmp_path / "gamo_models_16"
     broken.mkdir()
-    for name in ("Conv_20.keras", "GEN_20.keras"):
-        (broken / name).write_bytes((conv_run / "gamo_models_20" / name).read_bytes())
+    for name in ("Conv_16.keras", "GEN_16.keras"):
+        (broken / name).write_bytes((conv_run / "gamo_models_16" / name).read_bytes())
     cases = {
-        broken: "missing GenP_0_20.keras",
+        broken: "missing GenP_0_16.keras",
         tmp_path / "nowhere": "not a gamo_models_<step> folder",
     }
     for folder, message in cases.items():
@@ -130,3 +130,19 @@ def test_interrupted_run_resumes_to_the_same_images(conv_run, digits_csvs, tmp_p
         cut = sorted((tmp_path / "cut" / f"generated_{k}").iterdir())
         assert [p.read_bytes() for p in whole] == [p.read_bytes() for p in cut]
     assert (tmp_path / "cut" / "overview.png").is_file()
+
+
+def test_each_class_vae_starts_with_fresh_moments_on_the_runs_one_step_counter():
+    adam = AdamStates(2e-4, 0.5)            # the reference's: one counter for the whole run
+    settings = pix.PixSettings(jit=False)
+    rng = np.random.default_rng(SEED)
+    images = rng.uniform(-1, 1, (4, 8, 8, 1)).astype("float32")
+    features = rng.normal(size=(4, 16)).astype("float32")
+    first = pix.ClassVae(16, (8, 8, 1), settings, seed=SEED, adam=adam)
+    for _ in range(3):
+        first.train_step(features, images)
+    second = pix.ClassVae(16, (8, 8, 1), settings, seed=SEED + 1, adam=adam)
+    assert not any(np.asarray(v).any() for v in second.optimizer.moments + second.optimizer.velocities)
+    second.train_step(features, images)
+    assert int(adam.counter.numpy()) == 4
+    assert int(first.optimizer.iterations.numpy()) == 3 and int(second.optimizer.iterations.numpy()) == 1

@@ -140,16 +140,14 @@ def test_finished_runs_are_reused_when_the_command_is_given_again(dense_comparis
     assert len(json.loads((out / "digits.json").read_text())["runs"]) == len(METHODS)
 
 
-def test_convolutional_baselines_play_the_whole_rounds_gamo_plays(digits_csvs, tmp_path, conv_run):
-    rows = sum(DIGITS_TRAIN_COUNTS.values())            # 150 rows: 5 batches, 10 steps a round
-    assert reproduce.steps_for(reproduce.DATASETS["fmnist"], 15, lambda: rows, 32) == 20
-    assert reproduce.steps_for(reproduce.DATASETS["mnist5k"], 15, lambda: rows, 32) == 15
-    runs = reproduce.main(reproduce_args(digits_csvs, tmp_path, "fmnist", ["baseline", "smote"], 15, "conv"))
-    gamo = json.loads((conv_run / "settings.json").read_text())     # the conv trio, 20 steps
+def test_convolutional_methods_stop_at_the_same_step_inside_a_round(digits_csvs, tmp_path, conv_run):
+    # 150 rows: 5 batches, 10 steps a round; every method stops at step 16, inside the second.
+    runs = reproduce.main(reproduce_args(digits_csvs, tmp_path, "fmnist", ["baseline", "smote"], 16, "conv"))
+    gamo = json.loads((conv_run / "settings.json").read_text())     # the conv trio, 16 steps
     for run in runs:
-        assert run["final_step"] == gamo["final_step"] == 20
-        assert run["batches"] == run["classifier_updates"] == gamo["batches"] == 10
-        assert (ROOT / run["run_dir"] / "gamo_models_20" / "Conv_20.keras").is_file()
+        assert run["final_step"] == gamo["final_step"] == 16
+        assert run["batches"] == run["classifier_updates"] == gamo["batches"] == 8
+        assert (ROOT / run["run_dir"] / "gamo_models_16" / "Conv_16.keras").is_file()
 
 
 def test_a_failed_run_is_reported_in_one_line_naming_its_log(digits_csvs, tmp_path):
