@@ -8,6 +8,8 @@ reference counts steps), through the trios' own scripts:
     smote        the same on the set balanced by SMOTE         (--smote)
     gamo-nodis   GAMO without its discriminator                (--no-discriminator)
     gamo         GAMO
+    gamo-standard  GAMO with Keras 3's Adam and BatchNorm arithmetic instead of the
+                 reference's (--standard-adam --standard-batchnorm); not run unless asked
 
 Datasets: fmnist (convolutional trio on the Fashion-MNIST IR-100 files),
 fmnist-dense (dense trio on the same files), mnist (dense trio on the MNIST
@@ -68,13 +70,15 @@ DATASETS = {
     "mnist5k": DatasetPlan("dense_gamo_main.py", "Mnist_5k_100",
                            ("MNIST_process.py", "--source", "mnist-5k"), False),
 }
-# Method -> the training script's options for it.
+# Method -> the training script's options for it. The first four are the paper's.
 METHODS = {
     "baseline": ("--classifier-only",),
     "smote": ("--smote",),
     "gamo-nodis": ("--no-discriminator",),
     "gamo": (),
+    "gamo-standard": ("--standard-adam", "--standard-batchnorm"),   # Keras 3's arithmetic
 }
+PAPER_METHODS = ["baseline", "smote", "gamo-nodis", "gamo"]
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,9 @@ def build_parser():
                     "on one dataset over several seeds.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="fmnist")
-    parser.add_argument("--methods", type=comma_list(str, tuple(METHODS)), default=list(METHODS),
-                        help="comma-separated, run in this order for each seed")
+    parser.add_argument("--methods", type=comma_list(str, tuple(METHODS)), default=PAPER_METHODS,
+                        help="comma-separated, run in this order for each seed; gamo-standard is GAMO "
+                             "with --standard-adam --standard-batchnorm")
     parser.add_argument("--seeds", type=comma_list(int), default=[0, 1, 2], help="comma-separated")
     parser.add_argument("--steps", type=int, default=REFERENCE_STEPS,
                         help="max_step of every run (2 per batch, as in the reference)")
@@ -118,6 +123,8 @@ def build_parser():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--no-jit", action="store_true", help="passed on to the training script")
+    parser.add_argument("--report-steps", type=comma_list(int), default=[],
+                        help="also tabulate test ACSA and GM at these steps (multiples of --eval-every)")
     return parser
 
 
@@ -292,6 +299,26 @@ def table(name, runs, machine):
     return "\n".join(lines)
 
 
+def curve_table(runs, report_steps):
+    """Test ACSA / GM at each of `report_steps` (from every run's curve), mean ± sd over seeds."""
+    lines = ["## Test ACSA / GM during training, mean ± standard deviation over seeds", "",
+             "| method | steps | seeds | " + " | ".join(f"step {s}" for s in report_steps) + " |",
+             "|---|---|---|" + "---|" * len(report_steps)]
+    for (steps, method), members in groups(runs).items():
+        cells = []
+        for step in report_steps:
+            at = [run["curve"]["step"].index(step) for run in members if step in run["curve"]["step"]]
+            if len(at) < len(members):
+                cells.append("")
+                continue
+            acsa = [run["curve"]["acsa"][i] for run, i in zip(members, at)]
+            gm = [run["curve"]["gm"][i] for run, i in zip(members, at)]
+            cells.append(f"{mean_std(acsa)} / {mean_std(gm)}")
+        seeds = ", ".join(str(run["seed"]) for run in members)
+        lines.append(f"| {method} | {steps} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""])
+
+
 def machine_description():
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
 
@@ -331,12 +358,15 @@ def draw_acsa_curve(axis, members, label):
     axis.fill_between(step, mean - std, mean + std, alpha=0.2)
 
 
-def write_summaries(out_dir, name, new_runs, steps):
+def write_summaries(out_dir, name, new_runs, steps, report_steps=()):
     out_dir = Path(out_dir)
     runs = merged_runs(out_dir / f"{name}.json", new_runs)
     save_json(out_dir / f"{name}.json", {"dataset": name, "machine": machine_description(), "runs": runs})
+    text = table(name, runs, machine_description())
+    if report_steps:
+        text += "\n" + curve_table(runs, report_steps)
     with atomic_path(out_dir / f"{name}.md") as tmp:
-        Path(tmp).write_text(table(name, runs, machine_description()))
+        Path(tmp).write_text(text)
     save_method_plot(out_dir / f"{name}_tpr.png", name, runs, steps, draw_tpr,
                      "training images in the class", "test TPR (recall)", top=1.02, log_x=True)
     save_method_plot(out_dir / f"{name}_curves.png", name, runs, steps, draw_acsa_curve,
@@ -357,7 +387,7 @@ def main(argv=None):
     started = time.time()
     runs = [train(args, plan, name, train_csv, test_csv, job, f"{index}/{len(jobs)}")
             for index, job in enumerate(jobs, start=1)]
-    summary = write_summaries(args.out_dir, name, runs, args.steps)
+    summary = write_summaries(args.out_dir, name, runs, args.steps, args.report_steps)
     print(f"{len(runs)} runs in {time.time() - started:.0f} s\n")
     print(summary.read_text())
     return runs

@@ -40,7 +40,7 @@ def reproduce_args(digits_csvs, out, dataset, methods, steps, name):
 @pytest.fixture(scope="module")
 def dense_comparison(digits_csvs, tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    args = reproduce_args(digits_csvs, out, "mnist5k", METHODS, STEPS, "digits")
+    args = reproduce_args(digits_csvs, out, "mnist5k", METHODS, STEPS, "digits") + ["--report-steps", "10,30"]
     runs = reproduce.main(args)
     return out, args, {run["method"]: run for run in runs}
 
@@ -102,6 +102,10 @@ def test_every_method_writes_its_record_and_the_table(dense_comparison):
     table = (out / "digits.md").read_text()
     for method, run in runs.items():
         assert f"| {method} | {STEPS} | {STEPS // 2} | {SEED} | {run['test']['acsa']:.4f} |" in table
+    # With --report-steps, the scores during training too (one seed: no spread).
+    gamo = runs["gamo"]["curve"]
+    assert (f"| gamo | {STEPS} | {SEED} | {gamo['acsa'][1]:.4f} / {gamo['gm'][1]:.4f} | "
+            f"{gamo['acsa'][3]:.4f} / {gamo['gm'][3]:.4f} |") in table
     for picture in ("digits_tpr.png", "digits_curves.png"):
         assert (out / picture).stat().st_size > 1000
 
