@@ -1,4 +1,6 @@
-"""Data, metrics and file helpers for GAMO on feature vectors.
+"""The ground floor of every script: data, metrics, settings, records,
+checkpoints, stop requests and pictures, for GAMO on feature vectors and for
+the scripts built on it.
 
 Everything here is plain NumPy / scikit-learn (no TensorFlow), so the data
 preparation scripts can import it without paying for a framework start-up.
@@ -6,12 +8,18 @@ preparation scripts can import it without paying for a framework start-up.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
+import math
 import os
+import shutil
+import signal
 import sys
 import tempfile
-from dataclasses import dataclass
+import time
+import zipfile
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -82,9 +90,19 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+def write_npz(path, arrays):
+    """np.savez's format with no time stamps and no pickled objects: the same
+    arrays always give the same bytes."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, value in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+
 def save_npz(path, **arrays):
     with atomic_path(path) as tmp:
-        np.savez(tmp, **arrays)
+        write_npz(tmp, arrays)
 
 
 def save_json(path, obj):
@@ -353,3 +371,441 @@ def save_learning_curve(path, record):
         axis.legend()
     figure.tight_layout()
     save_figure(figure, path)
+
+
+# ---------------------------------------------------------------- data sets
+
+@dataclass
+class Dataset:
+    """A relabelled train/test pair: class 0 is the smallest, c-1 the largest."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    imbalance: Imbalance
+    original_labels: np.ndarray     # original label of each new class
+
+
+def load_dataset(train_path, test_path, scale=True, missing_hint="MNIST_process.py"):
+    """The relabelled, scaled train and test sets; test_path None: no test set (empty)."""
+    for path in filter(None, (train_path, test_path)):
+        if not Path(path).is_file():
+            raise InputError(f"{path}: file not found; run 'python {missing_hint}' to "
+                             "prepare it, or pass --train/--test")
+    x_train, y_train = read_labelled_csv(train_path)
+    x_test, y_test = read_labelled_csv(test_path) if test_path else (x_train[:0], y_train[:0])
+    if x_train.shape[1] != x_test.shape[1]:
+        raise InputError(f"{test_path}: {x_test.shape[1]} features, but {train_path} "
+                         f"has {x_train.shape[1]}")
+    y_train, y_test, original = relabel_by_size(y_train, y_test, train_path, test_path)
+    imbalance = imbalance_of(y_train, path=train_path)
+    for k in np.flatnonzero(imbalance.counts == 1):
+        print(f"warning: {train_path}: class {original[k]} has a single training point; every "
+              "sample generated for it is that point", file=sys.stderr)
+    if scale:
+        x_train, x_test = scale_pixels(x_train), scale_pixels(x_test)
+    return Dataset(x_train, y_train, x_test, y_test, imbalance, original)
+
+
+def training_rows(dataset, rng, smote_seed=None, path="train"):
+    """The rows a run trains on: SMOTE-balanced if smote_seed is given, then
+    shuffled once with the run's generator, as the reference shuffles once."""
+    x, y = dataset.x_train, dataset.y_train
+    if smote_seed is not None:
+        x, y = smote_balance(x, y, smote_seed, path)
+    order = rng.permutation(len(y))
+    return x[order], y[order]
+
+
+def print_summary(settings, dataset, train_labels, method, more=None):
+    """The run's seed, data, classes, method and output folder, before training."""
+    counts = dataset.imbalance.counts
+    print(f"seed {settings.seed}; {len(dataset.y_train)} training rows, {len(dataset.y_test)} test "
+          f"rows, {dataset.x_train.shape[1]} features, {counts.size} classes")
+    print("classes by size (new label: original label x count): "
+          + ", ".join(f"{k}: {o} x {n}" for k, (o, n) in enumerate(zip(dataset.original_labels, counts))))
+    if len(train_labels) != len(dataset.y_train):
+        print(f"SMOTE: {len(train_labels)} training rows, {np.bincount(train_labels).tolist()} per class")
+    if more:
+        print(more)
+    print(f"method: {method}; minority classes: {dataset.imbalance.minority.tolist()}; "
+          f"output folder {settings.out_dir}")
+
+
+# ---------------------------------------------------------------- the record
+
+RECORD_KEYS = ("acsaSaveTr", "gmSaveTr", "accSaveTr", "acsaSaveTs", "gmSaveTs", "accSaveTs",
+               "confMatSaveTr", "confMatSaveTs", "tprSaveTr", "tprSaveTs")
+
+
+class Record:
+    """Scores at every evaluation: index step / eval_every, the final one last."""
+
+    def __init__(self, steps, eval_every, num_classes):
+        self.length = math.ceil(steps / eval_every) + 1
+        c = num_classes
+        self.arrays = {key: np.zeros((self.length, c, c) if "confMat" in key else
+                                     (self.length, c) if "tpr" in key else self.length)
+                       for key in RECORD_KEYS}
+        self.steps_seen = np.full(self.length, -1)
+
+    def store(self, index, step, train, test):
+        if index >= self.length:
+            return
+        self.steps_seen[index] = step
+        for suffix, result in (("Tr", train), ("Ts", test)):
+            self.arrays[f"acsaSave{suffix}"][index] = result.acsa
+            self.arrays[f"gmSave{suffix}"][index] = result.gm
+            self.arrays[f"accSave{suffix}"][index] = result.acc
+            self.arrays[f"tprSave{suffix}"][index] = result.tpr
+            self.arrays[f"confMatSave{suffix}"][index] = result.conf_mat
+
+    def state(self):
+        """The record as arrays for a checkpoint."""
+        return {"steps_seen": self.steps_seen, **self.arrays}
+
+    def restore(self, arrays):
+        self.steps_seen = arrays["steps_seen"]
+        self.arrays = {key: arrays[key] for key in RECORD_KEYS}
+
+
+# ---------------------------------------------------------------- settings
+
+@dataclass
+class TrainingSettings:
+    """What every training script shares; each script subclasses it with its own
+    defaults and settings. Everything a run depends on is a field: the fields
+    are saved beside the results and compared when a run is resumed."""
+
+    train: str = ""
+    out_dir: str = ""
+    steps: int = 50000
+    batch_size: int = 32
+    save_every: int = 5000
+    lr: float = 0.0002
+    beta1: float = 0.5
+    seed: int = 0
+    no_scale: bool = False
+    standard_adam: bool = False       # each Adam state its own step counter (not the reference's)
+    jit: bool = True
+    resume: bool = False
+
+    def positive_integers(self):
+        """Names of the settings that must be positive integers."""
+        return ("steps", "batch_size", "save_every")
+
+    def validate(self):
+        for name in self.positive_integers():
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')}: must be a positive integer, "
+                                 f"got {getattr(self, name)}")
+
+
+# Settings that may differ between a checkpoint and the run that resumes it.
+NOT_COMPARED_ON_RESUME = ("resume",)
+
+
+def add_training_options(parser, defaults, train_help, out_dir_help, steps_help, save_help):
+    """The options every training script shares, with the script's defaults."""
+    parser.add_argument("--train", default=defaults.train, help=train_help)
+    parser.add_argument("--out-dir", default=defaults.out_dir, help=out_dir_help)
+    parser.add_argument("--steps", type=int, default=defaults.steps, help=steps_help)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="rows per batch")
+    parser.add_argument("--save-every", type=int, default=defaults.save_every, help=save_help)
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")
+    parser.add_argument("--beta1", type=float, default=defaults.beta1, help="Adam beta_1")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="seed of weights, shuffling and noise (the reference sets none)")
+    parser.add_argument("--no-scale", action="store_true",
+                        help="use the values as they are instead of (x - 127.5) / 127.5 "
+                             "(for features that are not 0-255 pixels)")
+    parser.add_argument("--standard-adam", action="store_true",
+                        help="each Adam state counts its own steps (Keras 3's Adam) instead of the "
+                             "reference's one step counter shared by every model (Keras 2.2)")
+    parser.add_argument("--no-jit", dest="jit", action="store_false",
+                        help="compile the steps with tf.function only, without XLA")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest complete checkpoint in the output folder "
+                             "(the settings must be the checkpoint's)")
+
+
+def new_parser(description):
+    return argparse.ArgumentParser(description=description,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def settings_from(args, cls):
+    """The settings of class `cls` from parsed options, validated."""
+    settings = cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
+    settings.validate()
+    return settings
+
+
+def comparable(settings):
+    """Settings as JSON values, for checkpoints and for comparing with them."""
+    return json.loads(json.dumps(asdict(settings), default=str))
+
+
+def claim_output_dir(settings):
+    """Create the output folder; refuse one that holds another run's outputs.
+
+    A run with the same settings may write there again (or resume); a run with
+    other settings (say the convolutional script where the dense one wrote)
+    would mix its files with the other run's.
+    """
+    out_dir = prepare_output_dir(settings.out_dir)
+    path = out_dir / "settings.json"
+    mine = comparable(settings)
+    if path.is_file():
+        try:
+            theirs = json.loads(path.read_text())
+        except ValueError:
+            theirs = {}
+        for name, value in mine.items():
+            if name not in NOT_COMPARED_ON_RESUME and theirs.get(name, "(not set)") != value:
+                raise InputError(f"{out_dir}: holds the outputs of another run ({name} = "
+                                 f"{theirs.get(name, '(not set)')!r} there, {value!r} here); "
+                                 "pass another --out-dir or remove that folder")
+    save_json(path, {**mine, "status": "running"})
+    return out_dir
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def write_checkpoint(root, number, variables, state, arrays, keep=2):
+    """Write <root>/step_<number>/ (variables.npz, arrays.npz, state.json) into a
+    temporary folder, then rename it; keep the newest `keep` checkpoints."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{number}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step_{number}-", dir=root))
+    try:
+        write_npz(tmp / "variables.npz", {f"arr_{i}": np.asarray(v) for i, v in enumerate(variables)})
+        write_npz(tmp / "arrays.npz", arrays)
+        (tmp / "state.json").write_text(json.dumps(state))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for _, old in sorted(checkpoints_in(root))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_checkpoint(root, settings, variables):
+    """Load the newest complete checkpoint into `variables` (anything with
+    .shape and .assign); return (folder, state, arrays).
+
+    Refuses, in one line, a checkpoint written with other settings or for
+    other networks, before anything is assigned.
+    """
+    found = sorted(checkpoints_in(root))
+    if not found:
+        raise InputError(f"{root}: no checkpoint to resume from")
+    folder = found[-1][1]
+    state = json.loads((folder / "state.json").read_text())
+    mine = comparable(settings)
+    for name, value in state["settings"].items():
+        if name not in NOT_COMPARED_ON_RESUME and mine.get(name) != value:
+            raise InputError(f"{folder}: the checkpoint has {name} = {value!r}, this run "
+                             f"{mine.get(name)!r}; use the checkpoint's settings to resume")
+    with np.load(folder / "variables.npz") as stored:
+        values = [stored[f"arr_{index}"] for index in range(len(stored.files))]
+    if [value.shape for value in values] != [tuple(variable.shape) for variable in variables]:
+        raise InputError(f"{folder}: does not match these networks (written by another version?)")
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+    with np.load(folder / "arrays.npz") as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    return folder, state, arrays
+
+
+def checkpoints_in(root):
+    """(step, folder) of every complete checkpoint (temporary folders excluded)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return [(int(p.name.split("_")[1]), p) for p in root.iterdir()
+            if p.is_dir() and p.name.startswith("step_") and p.name.split("_")[1].isdigit()]
+
+
+def generator_states(*generators):
+    """The bit-generator states of NumPy generators, for state.json."""
+    return [generator.bit_generator.state for generator in generators]
+
+
+def restore_generators(states, *generators):
+    for generator, state in zip(generators, states):
+        generator.bit_generator.state = state
+
+
+# ---------------------------------------------------------------- stopping
+
+class Interrupted(Exception):
+    """A stop was asked for by a signal; the run has written a checkpoint."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class StopRequest:
+    """The signal that asked the run to stop, if any (set by stop_requests)."""
+
+    signum = None
+
+    def raise_if_asked(self):
+        if self.signum:
+            raise Interrupted(self.signum)
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """While inside, SIGINT and SIGTERM only note the request, so the current
+    batch ends and the caller can write a checkpoint before stopping."""
+    request = StopRequest()
+
+    def note(signum, frame):
+        request.signum = signum
+
+    handlers = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def checkpointed_stop(when_stopped):
+    """Yield a StopRequest; when the work inside raises Interrupted (after its
+    checkpoint), call when_stopped() for the line to print, print it and exit
+    with 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
+    try:
+        with stop_requests() as request:
+            yield request
+    except Interrupted as stop:
+        print(when_stopped(), file=sys.stderr)
+        raise SystemExit(128 + stop.signum) from None
+
+
+def progress_bar(total, done=0):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="batch", dynamic_ncols=True, mininterval=1.0)
+    bar.update(done)
+    return bar
+
+
+# ---------------------------------------------------------------- the run
+
+class Run:
+    """What a run keeps around the learner: its step, random generators and record,
+    the evaluations, pictures, saved models, checkpoints and result files.
+
+    `evaluate()` returns (train Scores, test Scores); `pictures` (a function of a
+    random generator giving a grid of flat images) and `image_side` draw a
+    picture at each evaluation; `facts` go into settings.json at the end.
+    """
+
+    def __init__(self, settings, learner, evaluate, rng, facts=None, pictures=None, image_side=None):
+        self.settings, self.learner, self.evaluate, self.rng = settings, learner, evaluate, rng
+        self.facts, self.pictures, self.image_side = facts or {}, pictures, image_side
+        self.out_dir = Path(settings.out_dir)
+        self.step = 0
+        self.picture_rng = np.random.default_rng([settings.seed, 1])
+        self.record = Record(settings.steps, settings.eval_every, learner.num_classes)
+        self.latest = None
+        self.started = time.time()
+
+    def evaluate_and_report(self, index, progress=None):
+        train, test = self.evaluate()
+        self.record.store(index, self.step, train, test)
+        self.latest = test
+        for name, result in (("train", train), ("test", test)):
+            (progress.write if progress is not None else print)(
+                f"step {self.step} {name}: ACSA {result.acsa:.4f} GM {result.gm:.4f} "
+                f"TPR {np.array2string(result.tpr, precision=4, max_line_width=200)}")
+        if progress is not None:
+            progress.set_postfix(test_acsa=f"{test.acsa:.4f}", test_gm=f"{test.gm:.4f}")
+        if self.pictures is not None and self.image_side:
+            path = self.out_dir / "Pictures" / f"{self.out_dir.name}_{self.step}.png"
+            save_image_grid(path, self.pictures(self.picture_rng), self.image_side)
+
+    def save_models(self):
+        folder = self.out_dir / f"gamo_models_{self.step}"
+        for name, model in self.learner.models().items():
+            with atomic_path(folder / f"{name}_{self.step}.keras") as tmp:
+                model.save(tmp)
+
+    def save_checkpoint(self):
+        """Every state variable, the step, the record, the generators and the settings."""
+        state = {"step": self.step, "settings": comparable(self.settings),
+                 "generators": generator_states(self.rng, self.picture_rng)}
+        write_checkpoint(self.out_dir / "checkpoints", self.step, self.learner.state_variables(), state,
+                         self.record.state())
+
+    def resume(self):
+        """Continue from the newest complete checkpoint in the output folder."""
+        folder, state, arrays = read_checkpoint(self.out_dir / "checkpoints", self.settings,
+                                                self.learner.state_variables())
+        self.record.restore(arrays)
+        restore_generators(state["generators"], self.rng, self.picture_rng)
+        self.step = state["step"]
+        print(f"resumed from {folder} at step {self.step}")
+
+    def save_results(self):
+        save_npz(self.out_dir / "Record.npz", **self.record.arrays)
+        if self.latest is not None:
+            test = self.latest
+            save_npz(self.out_dir / "Results.npz", acsa=test.acsa, gm=test.gm, tpr=test.tpr,
+                     confMat=test.conf_mat, acc=test.acc)
+
+    def stopped(self):
+        """After a stop request: the results so far, and the line to print."""
+        self.save_results()
+        return (f"stopped at step {self.step}: checkpoint in {self.out_dir / 'checkpoints'}/, results so "
+                f"far in {self.out_dir}/; continue with the same command and --resume")
+
+    def finish(self):
+        """Final evaluation (and picture) at the last index, final models, checkpoint and results."""
+        self.evaluate_and_report(self.record.length - 1)
+        self.save_models()
+        self.save_checkpoint()
+        self.save_results()
+        save_learning_curve(self.out_dir / "learning_curve.png", self.record)
+        wall = round(time.time() - self.started, 1)
+        save_json(self.out_dir / "settings.json", {
+            **comparable(self.settings), "method": self.settings.method, "status": "finished",
+            "final_step": self.step, "batches": self.step // 2,
+            "classifier_updates": self.learner.classifier_updates(), **self.facts, "wall_time_s": wall,
+            "versions": library_versions()})
+        test, out = self.latest, self.out_dir
+        print(f"final test ACSA {test.acsa:.4f} GM {test.gm:.4f} acc {test.acc:.4f} after {self.step} steps "
+              f"in {wall:.0f} s; outputs in {out}/ (learning curve: {out}/learning_curve.png)")
+        return test
+
+
+def evaluation(learner, dataset, as_inputs=lambda x: x):
+    """(train Scores, test Scores) of the learner's classifier on the dataset's
+    own (imbalanced) training set and on its test set."""
+    c = dataset.imbalance.num_classes
+
+    def evaluate():
+        return (scores(dataset.y_train, learner.predict_labels(as_inputs(dataset.x_train)), c),
+                scores(dataset.y_test, learner.predict_labels(as_inputs(dataset.x_test)), c))
+    return evaluate
+
+
+def class_counts(dataset, train_labels):
+    """The class sizes of the data and of the rows trained on, for settings.json."""
+    c = dataset.imbalance.num_classes
+    return {"class_counts": dataset.imbalance.counts.tolist(),
+            "train_counts": np.bincount(train_labels, minlength=c).tolist()}
+
+
+def library_versions():
+    """Versions of the numerical libraries this process has loaded."""
+    return {name: sys.modules[name].__version__ for name in ("tensorflow", "keras", "numpy")
+            if name in sys.modules}

@@ -15,42 +15,59 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-import dense_gamo_main as dense
-import fashion_mnist_gamo2pix_net as nets
-from dense_net import AdamStates, update
 from dense_suppli import (
     InputError,
+    TrainingSettings,
+    add_training_options,
     atomic_path,
     batch_slices,
+    checkpointed_stop,
+    checkpoints_in,
+    comparable,
+    import_tensorflow_quietly,
+    load_dataset,
+    new_parser,
     one_hot,
     prepare_output_dir,
+    progress_bar,
+    read_checkpoint,
     run_cli,
     save_image_grid,
     save_json,
+    settings_from,
+    write_checkpoint,
 )
-from fashion_mnist_suppli import to_images
 
-keras, tf = dense.keras, dense.tf
+import_tensorflow_quietly()   # before Keras, which imports TensorFlow
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import fashion_mnist_gamo2pix_net as nets  # noqa: E402
+from dense_net import AdamStates, update  # noqa: E402
+from fashion_mnist_suppli import to_images  # noqa: E402
 
 
 @dataclass
-class PixSettings(dense.TrainingSettings):
+class PixSettings(TrainingSettings):
     train: str = "fMnist_100_trainData.csv"
+    out_dir: str = "fMnist_100_ImgGen"
+    steps: int = 25000
+    save_every: int = 2000
     gamo_dir: str = "fMnist_100_Gamo"
     models: str = ""                  # default: the newest gamo_models_<step> in gamo_dir
-    out_dir: str = "fMnist_100_ImgGen"
     classes: list | None = None       # default: every minority class
-    steps: int = 25000
     picture_every: int = 500
-    save_every: int = 2000
     num_images: int = 100
     consistent_vae: bool = False
+
+    def positive_integers(self):
+        return (*super().positive_integers(), "picture_every", "num_images")
 
 
 def parse_classes(text):
@@ -62,37 +79,25 @@ def parse_classes(text):
 
 def build_parser():
     defaults = PixSettings()
-    parser = argparse.ArgumentParser(
-        description="GAMO2pix: train a VAE decoder per minority class that turns GAMO's generated "
-                    "feature vectors into images; defaults are the reference's.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--train", default=defaults.train, help="the training CSV GAMO was trained on")
+    parser = new_parser("GAMO2pix: train a VAE decoder per minority class that turns GAMO's generated "
+                        "feature vectors into images; defaults are the reference's.")
+    add_training_options(parser, defaults, train_help="the training CSV GAMO was trained on",
+                         out_dir_help="output folder", steps_help="VAE steps per class (1 per batch)",
+                         save_help="save the encoder head and decoder (and a checkpoint) every N steps")
     parser.add_argument("--gamo-dir", default=defaults.gamo_dir,
                         help="output folder of fashion_mnist_gamo_main.py")
     parser.add_argument("--models", default="", help="a gamo_models_<step> folder (default: the "
                         "newest in --gamo-dir)")
-    parser.add_argument("--out-dir", default=defaults.out_dir)
     parser.add_argument("--classes", type=parse_classes, default=None,
                         help="minority classes to do, e.g. 0,1 (relabelled numbering: 0 is the "
                              "smallest class; default: all)")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="VAE steps per class")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--picture-every", type=int, default=defaults.picture_every)
-    parser.add_argument("--save-every", type=int, default=defaults.save_every)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--beta1", type=float, default=defaults.beta1)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--picture-every", type=int, default=defaults.picture_every,
+                        help="write Train_<step>.png and Test_<step>.png every N steps")
     parser.add_argument("--num-images", type=int, default=defaults.num_images,
                         help="generated PNG images to write per class")
     parser.add_argument("--consistent-vae", action="store_true",
                         help="sample with exp(0.5 z_sigma) (z_sigma a log variance, as in the KL "
                              "term) instead of the reference's exp(z_sigma)")
-    parser.add_argument("--no-scale", action="store_true",
-                        help="pixels are not 0-255 (use as they are)")
-    dense.add_standard_adam_option(parser)
-    parser.add_argument("--no-jit", dest="jit", action="store_false")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the newest checkpoint in the output folder")
     return parser
 
 
@@ -160,13 +165,13 @@ class ClassVae:
         # Fresh moments for every class; with the reference's shared step counter
         # (the default) the count runs on from class to class (QUIRK).
         self.optimizer = adam.new(self.variables)
-        self.train_step = tf.function(self._train_step, jit_compile=settings.jit)
+        self.compiled_step = tf.function(self.step, jit_compile=settings.jit)
 
     def __call__(self, features):
         z_mean, z_sigma = self.encoder(features)
         return self.decoder(self.sampling([z_mean, z_sigma])), z_mean, z_sigma
 
-    def _train_step(self, features, images):
+    def step(self, features, images):
         return update(self.optimizer, self.variables,
                             lambda: nets.vae_loss(images, *self(features)))
 
@@ -177,15 +182,17 @@ class ClassVae:
 class PixRun:
     """The classes one after another, with checkpoints: at every save period
     the VAE in training (weights, Adam state, sampling seed), the step, the
-    random generator and the finished classes' images."""
+    random generator, the run's Adam counter and the finished classes' images.
+    after_step(run), if given, is called after every step (monitoring)."""
 
-    def __init__(self, settings, out_dir, models, classes, rng, progress):
-        self.settings, self.out_dir, self.models = settings, out_dir, models
-        self.classes, self.rng, self.progress = classes, rng, progress
+    def __init__(self, settings, dataset, models, classes, image_shape, after_step=None):
+        self.settings, self.dataset, self.models = settings, dataset, models
+        self.classes, self.image_shape, self.after_step = classes, image_shape, after_step
+        self.out_dir = Path(settings.out_dir)
+        self.rng = np.random.default_rng(settings.seed)
+        self.adam = AdamStates(settings.lr, settings.beta1, shared_counter=not settings.standard_adam)
         self.position, self.step = 0, 0       # where the run stands: class index, its step
         self.finished = {}                    # class -> (generated images, real images)
-        self.stop = None
-        self.adam = AdamStates(settings.lr, settings.beta1, shared_counter=not settings.standard_adam)
 
     def state_variables(self, vae=None):
         """The run's Adam counter, and the VAE in training if any."""
@@ -195,57 +202,76 @@ class PixRun:
         return self.out_dir / "checkpoints"
 
     def save_checkpoint(self, vae=None):
-        state = {"settings": dense.comparable(self.settings), "position": self.position,
+        state = {"settings": comparable(self.settings), "position": self.position,
                  "step": self.step, "rng": self.rng.bit_generator.state}
         arrays = {f"{kind}_{k}": images for k, pair in self.finished.items()
                   for kind, images in zip(("generated", "real"), pair)}
         number = self.position * self.settings.steps + self.step
-        dense.write_checkpoint(self.checkpoint_root(), number, self.state_variables(vae), state, arrays)
+        write_checkpoint(self.checkpoint_root(), number, self.state_variables(vae), state, arrays)
 
-    def peek_checkpoint(self):
-        """Where the newest checkpoint stands, and the finished classes' images."""
-        found = sorted(dense.checkpoints_in(self.checkpoint_root()))
+    def resume(self):
+        """Where the newest checkpoint stands; between two classes, its state too
+        (inside a class, train_class loads it with the VAE)."""
+        found = sorted(checkpoints_in(self.checkpoint_root()))
         if not found:
             raise InputError(f"{self.checkpoint_root()}: no checkpoint to resume from")
         state = json.loads((found[-1][1] / "state.json").read_text())
         self.position, self.step = state["position"], state["step"]
-        if self.step == 0:     # between two classes: no VAE in training (else train_class loads it)
-            folder, state, arrays = dense.read_checkpoint(self.checkpoint_root(), self.settings,
-                                                          self.state_variables())
-            self.restore(state, arrays)
-            print(f"resumed from {folder}: {self.position} of {len(self.classes)} classes done")
+        if self.step == 0:
+            self.restore(None)
+            print(f"resumed from {found[-1][1]}: {self.position} of {len(self.classes)} classes done")
 
-    def restore(self, state, arrays):
+    def restore(self, vae):
+        folder, state, arrays = read_checkpoint(self.checkpoint_root(), self.settings,
+                                                self.state_variables(vae))
         self.rng.bit_generator.state = state["rng"]
         self.finished = {k: (arrays[f"generated_{k}"], arrays[f"real_{k}"])
                          for k in self.classes if f"generated_{k}" in arrays}
-        self.progress.update(state["position"] * self.settings.steps + state["step"])
+        return folder
 
-    def train_class(self, k, images, features):
+    def stopped(self):
+        return (f"stopped in class {self.classes[self.position]} at step {self.step}: checkpoint in "
+                f"{self.checkpoint_root()}/; continue with the same command and --resume")
+
+    def play(self):
+        """Every class not finished yet; then the overview picture."""
+        s = self.settings
+        progress = progress_bar(s.steps * len(self.classes), done=self.position * s.steps + self.step)
+        with checkpointed_stop(self.stopped) as stop:
+            for k in self.classes[self.position:]:
+                images = to_images(self.dataset.x_train[self.dataset.y_train == k], self.image_shape)
+                features = self.models.extractor.predict(images, batch_size=1024, verbose=0)  # F frozen
+                progress.set_description(f"class {k}")
+                self.train_class(k, images, features, stop, progress)
+        progress.close()
+        labels = [f"{k} (label {self.dataset.original_labels[k]})" for k in self.classes]
+        save_overview(self.out_dir / "overview.png", [self.finished[k][0] for k in self.classes],
+                      [self.finished[k][1] for k in self.classes], labels)
+
+    def train_class(self, k, images, features, stop, progress):
         """Train class k's VAE; write its pictures, models and generated images."""
         s = self.settings
         keras.utils.set_random_seed(s.seed + k)        # the same weights, resumed or not
         vae = ClassVae(features.shape[1], images.shape[1:], s, seed=s.seed + k, adam=self.adam)
         if self.step > 0:                              # resuming inside this class
-            folder, state, arrays = dense.read_checkpoint(self.checkpoint_root(), s,
-                                                          self.state_variables(vae))
-            self.restore(state, arrays)
-            print(f"resumed from {folder}: class {k} at step {self.step}")
+            print(f"resumed from {self.restore(vae)}: class {k} at step {self.step}")
         pictures, model_dir = self.out_dir / f"Pictures_{k}", self.out_dir / f"models_{k}"
         slices = batch_slices(len(images), s.batch_size)
         while self.step < s.steps:
             for rows in slices[self.step % len(slices):]:
-                vae.train_step(features[rows], images[rows])
-                self.progress.update(1)
+                vae.compiled_step(features[rows], images[rows])
+                progress.update(1)
                 if self.step % s.picture_every == 0:
                     save_class_pictures(vae, k, images, features, self.models, pictures, self.step, self.rng)
-                due = self.step % s.save_every == 0 and self.step != 0
-                if due:
+                save_now = self.step % s.save_every == 0 and self.step != 0
+                if save_now:
                     save_vae(vae, model_dir, self.step)
                 self.step += 1
-                if due or self.stop.signum:
+                if self.after_step is not None:
+                    self.after_step(self)
+                if save_now or stop.signum:
                     self.save_checkpoint(vae)
-                self.stop.raise_if_asked()
+                stop.raise_if_asked()
                 if self.step >= s.steps:
                     break
         save_class_pictures(vae, k, images, features, self.models, pictures, self.step, self.rng)
@@ -301,11 +327,10 @@ def save_overview(path, generated, real, labels, columns=6):
 
 # ---------------------------------------------------------------- main
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    settings = PixSettings(**{name: getattr(args, name) for name in PixSettings.__dataclass_fields__})
-    dataset = dense.load_dataset(settings.train, None, scale=not settings.no_scale,
-                                 missing_hint="fMNIST_process.py")
+def main(argv=None, after_step=None):
+    settings = settings_from(build_parser().parse_args(argv), PixSettings)
+    dataset = load_dataset(settings.train, None, scale=not settings.no_scale,
+                           missing_hint="fMNIST_process.py")
     minority = [int(k) for k in dataset.imbalance.minority]
     classes = settings.classes or minority
     unknown = sorted(set(classes) - set(minority))
@@ -319,30 +344,12 @@ def main(argv=None):
                          f"{folder}'s F takes images of shape {image_shape}")
     out_dir = prepare_output_dir(settings.out_dir)
     keras.utils.set_random_seed(settings.seed)
-    rng = np.random.default_rng(settings.seed)
     print(f"models from {folder}; classes {classes}; seed {settings.seed}; output folder {out_dir}")
-    progress = dense.progress_bar(settings.steps * len(classes))
-    run = PixRun(settings, out_dir, models, classes, rng, progress)
+    run = PixRun(settings, dataset, models, classes, image_shape, after_step)
     if settings.resume:
-        run.peek_checkpoint()
-    try:
-        with dense.stop_requests() as run.stop:
-            for k in classes[run.position:]:
-                images = to_images(dataset.x_train[dataset.y_train == k], image_shape)
-                features = models.extractor.predict(images, batch_size=1024, verbose=0)  # F frozen: once
-                progress.set_description(f"class {k}")
-                run.train_class(k, images, features)
-    except dense.Interrupted as stop:
-        progress.close()
-        print(f"stopped in class {classes[run.position]} at step {run.step}: checkpoint in "
-              f"{run.checkpoint_root()}/; continue with the same command and --resume", file=sys.stderr)
-        raise SystemExit(128 + stop.signum) from None
-    progress.close()
-    generated = [run.finished[k][0] for k in classes]
-    real = [run.finished[k][1] for k in classes]
-    labels = [f"{k} (label {dataset.original_labels[k]})" for k in classes]
-    save_overview(out_dir / "overview.png", generated, real, labels)
-    save_json(out_dir / "settings.json", {**asdict(settings), "models": str(folder)})
+        run.resume()
+    run.play()
+    save_json(out_dir / "settings.json", {**comparable(settings), "models": str(folder)})
     print(f"wrote {out_dir}/Pictures_<k>/, models_<k>/, generated_<k>/ and {out_dir}/overview.png")
     return out_dir
 

@@ -5,7 +5,14 @@ extractor F, whose decoder turns GAMO's generated feature vectors into images
 
 from __future__ import annotations
 
-from dense_net import convex_weights_model, keras, layers, ops  # noqa: F401  (re-exported)
+from dense_suppli import import_tensorflow_quietly
+
+import_tensorflow_quietly()   # before Keras, which imports TensorFlow
+
+import keras  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+import dense_net  # noqa: E402, F401  (registers the IGU's layer, which the loaded GAMO models use)
 
 HEAD_WIDTH = 128
 LATENT_DIM = 100

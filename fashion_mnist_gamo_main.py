@@ -17,35 +17,55 @@ update per batch, and stop after steps / 2 batches.
 
 from __future__ import annotations
 
-import argparse
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
-import dense_gamo_main as dense
-import fashion_mnist_net as nets
-from dense_net import inputs_and_targets_spec, mse, update
-from dense_suppli import batch_slices, one_hot, run_cli, scores
-from fashion_mnist_suppli import image_shape_for, parse_image_shape, to_images
+from dense_suppli import (
+    Run,
+    batch_slices,
+    claim_output_dir,
+    class_counts,
+    evaluation,
+    import_tensorflow_quietly,
+    load_dataset,
+    new_parser,
+    one_hot,
+    print_summary,
+    run_cli,
+    scores,
+    settings_from,
+    training_rows,
+)
 
-keras, tf = dense.keras, dense.tf
+import_tensorflow_quietly()   # before Keras, which imports TensorFlow
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import fashion_mnist_net as nets  # noqa: E402
+from dense_gamo_main import METHODS, Learner, Pass, Settings, add_game_options, build_learner, train  # noqa: E402
+from dense_net import inputs_and_targets_spec, mse, update  # noqa: E402
+from fashion_mnist_suppli import image_shape_for, parse_image_shape, to_images  # noqa: E402
 
 
 @dataclass
-class ConvSettings(dense.Settings):
+class ConvSettings(Settings):
     train: str = "fMnist_100_trainData.csv"
     test: str = "fMnist_100_testData.csv"
     image_shape: tuple | None = None
     num_features: int = nets.NUM_FEATURES
 
+    def positive_integers(self):
+        return (*super().positive_integers(), "num_features")
+
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        description="Train convolutional GAMO: a feature extractor learned with the classifier, "
-                    "and GAMO in its feature space; defaults are the reference's.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = new_parser("Train convolutional GAMO: a feature extractor learned with the classifier, "
+                        "and GAMO in its feature space; defaults are the reference's.")
     defaults = ConvSettings()
-    dense.add_common_options(parser, defaults)
+    add_game_options(parser, defaults)
     parser.add_argument("--image-shape", type=parse_image_shape, default=None,
                         help="HxW or HxWxC of the flat rows (default: square, one channel)")
     parser.add_argument("--num-features", type=int, default=defaults.num_features,
@@ -53,106 +73,104 @@ def build_parser():
     return parser
 
 
-class FeatureLearner:
-    """F trained through the fixed classifier M (the reference's F+M model)."""
+class FeatureGamo(Learner):
+    """GAMO in the feature space of an extractor F that learns through the fixed
+    classifier M (the reference's F+M model), round after round."""
 
-    def __init__(self, extractor, classifier, adam, batch_size, jit=True):
-        self.extractor = extractor
-        self.classifier = classifier
-        self.batch_size = batch_size
+    def __init__(self, extractor, gamo, batch_size, jit=True):
+        self.extractor, self.gamo, self.batch_size = extractor, gamo, batch_size
+        self.num_classes = gamo.num_classes
+        classifier = gamo.players.classifier
         # The reference compiles F+M with the same Adam object as the game's models:
         # with its shared step counter (the default), F+M's updates advance it too.
-        self.optimizer = adam.new(extractor.trainable_variables)
-        self._step = tf.function(self._train_step, jit_compile=jit, input_signature=(
-            inputs_and_targets_spec(extractor, classifier.output.shape[-1])))
-        self._features = tf.function(lambda images: extractor(images, training=False),
-                                     jit_compile=jit, reduce_retracing=True)
-
-    def _train_step(self, images, targets):
-        return update(self.optimizer, self.extractor.trainable_variables, lambda: mse(
-            targets, self.classifier(self.extractor(images, training=True), training=False)))
+        self.optimizer = gamo.adam.new(extractor.trainable_variables)
+        self.compiled_feature_step = tf.function(
+            lambda images, targets: update(self.optimizer, extractor.trainable_variables, lambda: mse(
+                targets, classifier(extractor(images, training=True), training=False))),
+            jit_compile=jit, input_signature=inputs_and_targets_spec(extractor, self.num_classes))
+        self.compiled_features = tf.function(lambda images: extractor(images, training=False),
+                                             jit_compile=jit, reduce_retracing=True)
+        self.train_features = None
 
     def epoch(self, images, onehot, rng):
-        """One pass in a fresh random order, as Keras' fit(shuffle=True) does."""
+        """(a) One F+M pass in a fresh random order, as Keras' fit(shuffle=True) does."""
         order = rng.permutation(len(images))
         for rows in batch_slices(len(images), self.batch_size):
             chosen = order[rows]
-            self._step(images[chosen], onehot[chosen])
+            self.compiled_feature_step(images[chosen], onehot[chosen])
 
     def features(self, images, chunk=1024):
-        return np.concatenate([self._features(images[start:start + chunk]).numpy()
+        return np.concatenate([self.compiled_features(images[start:start + chunk]).numpy()
                                for start in range(0, len(images), chunk)])
 
-    def predict_labels(self, gamo, images):
-        return gamo.predict_labels(self.features(images))
+    def rounds(self, images, labels, onehot, slices, rng, resumed_mid_pass=False):
+        """Passes for the training loop: each round's F+M epoch (skipped by a run
+        resumed inside a pass, whose F is already trained), (b) the training
+        features with the new F for the IGUs, then (c) the game's pass on them."""
+        for round_number in itertools.count():
+            if round_number > 0 or not resumed_mid_pass:
+                self.epoch(images, onehot, rng)
+            self.train_features = self.features(images)
+            self.gamo.players.set_class_points(self.train_features, labels)
+            yield Pass(self.train_features, onehot, slices)
+
+    def evaluation(self, train_images, train_labels, test_images, test_labels):
+        """F does not change during a pass: the round's training features are current."""
+        def evaluate():
+            if self.train_features is None:       # resumed at the very end: no pass played
+                self.train_features = self.features(train_images)
+            c = self.num_classes
+            return (scores(train_labels, self.gamo.predict_labels(self.train_features), c),
+                    scores(test_labels, self.gamo.predict_labels(self.features(test_images)), c))
+        return evaluate
+
+    # ------------------------------------------------------------ the Learner interface
+    def train_on_batch(self, x, y_onehot, rng):
+        return self.gamo.train_on_batch(x, y_onehot, rng)
+
+    def predict_batch(self, images):
+        return self.gamo.predict_batch(self.compiled_features(images))
+
+    def classifier_updates(self):
+        return self.gamo.classifier_updates()
+
+    def models(self):
+        return {"Conv": self.extractor, **self.gamo.models()}
+
+    def state_variables(self):
+        return [*self.extractor.variables, *self.optimizer.variables, *self.gamo.state_variables()]
 
 
 def main(argv=None):
-    settings = dense.settings_from(build_parser().parse_args(argv), ConvSettings)
-    dataset = dense.load_dataset(settings.train, settings.test, scale=not settings.no_scale,
-                                 missing_hint="fMNIST_process.py")
-    image_shape = image_shape_for(dataset.x_train.shape[1], settings.image_shape, settings.train)
-    settings.image_shape = image_shape
-    dense.claim_output_dir(settings)
+    settings = settings_from(build_parser().parse_args(argv), ConvSettings)
+    dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale,
+                           missing_hint="fMNIST_process.py")
+    settings.image_shape = image_shape_for(dataset.x_train.shape[1], settings.image_shape, settings.train)
+    claim_output_dir(settings)
     keras.utils.set_random_seed(settings.seed)
-    extractor = nets.build_feature_extractor(image_shape, settings.num_features)
-    if dense.is_baseline(settings):
-        return train_baseline(settings, dataset, extractor, image_shape)
-    gamo = dense.build_learner(settings, settings.num_features, dataset.imbalance)
-    learner = FeatureLearner(extractor, gamo.classifier, gamo.adam, settings.batch_size, jit=settings.jit)
-    run = dense.Run(settings, gamo, evaluate=None, extra_models={"Conv": extractor},
-                    extra_optimizers=[learner.optimizer])
-    x_train, y_train = dense.training_rows(run, dataset, images_summary(settings, image_shape))
-    train_images = to_images(x_train, image_shape)
-    test_images = to_images(dataset.x_test, image_shape)
-    onehot = one_hot(y_train, gamo.num_classes)
-
-    def evaluate():
-        # F does not change during a pass: the round's training features are current.
-        c = gamo.num_classes
-        return (scores(y_train, gamo.predict_labels(run.train_features), c),
-                scores(dataset.y_test, learner.predict_labels(gamo, test_images), c))
-
-    run.evaluate = evaluate
+    extractor = nets.build_feature_extractor(settings.image_shape, settings.num_features)
+    if settings.is_baseline:
+        learner = build_learner(settings, settings.num_features, dataset.imbalance, extractor=extractor)
+    else:
+        learner = FeatureGamo(extractor, build_learner(settings, settings.num_features, dataset.imbalance),
+                              settings.batch_size, jit=settings.jit)
+    rng = np.random.default_rng(settings.seed)
+    x, y = training_rows(dataset, rng, settings.seed if settings.smote else None, settings.train)
+    print_summary(settings, dataset, y, METHODS[settings.method][0], more=(
+        f"images {'x'.join(map(str, settings.image_shape))} -> {settings.num_features} features"))
+    images, test_images = to_images(x, settings.image_shape), to_images(dataset.x_test, settings.image_shape)
+    onehot, slices = one_hot(y, learner.num_classes), batch_slices(len(y), settings.batch_size)
+    if settings.is_baseline:
+        evaluate = evaluation(learner, dataset, lambda rows: to_images(rows, settings.image_shape))
+    else:
+        evaluate = learner.evaluation(images, y, test_images, dataset.y_test)
+    run = Run(settings, learner, evaluate, rng, class_counts(dataset, y))
     if settings.resume:
         run.resume()
-    slices = batch_slices(len(y_train), settings.batch_size)
-    return run.play_to_the_end(
-        lambda: play_round(run, learner, train_images, y_train, onehot, slices))
-
-
-def train_baseline(settings, dataset, extractor, image_shape):
-    """The baselines: F and M trained together, one update per batch, steps / 2
-    batches over the (SMOTE-balanced, for --smote) training images."""
-    classifier_alone = dense.build_learner(settings, settings.num_features, dataset.imbalance,
-                                           extractor=extractor)
-    run = dense.Run(settings, classifier_alone,
-                    dense.evaluation(classifier_alone, dataset, lambda x: to_images(x, image_shape)),
-                    extra_models={"Conv": extractor})
-    x_train, y_train = dense.training_rows(run, dataset, images_summary(settings, image_shape))
-    images, onehot = to_images(x_train, image_shape), one_hot(y_train, classifier_alone.num_classes)
-    if settings.resume:
-        run.resume()
-    slices = batch_slices(len(y_train), settings.batch_size)
-    return run.play_to_the_end(lambda: run.play(images, onehot, slices, until=settings.steps))
-
-
-def images_summary(settings, image_shape):
-    return f"images {'x'.join(map(str, image_shape))} -> {settings.num_features} features"
-
-
-def play_round(run, learner, images, labels, onehot, slices):
-    """(a) F+M epoch, (b) features with the new F, (c) one pass of the game on them.
-
-    A run resumed in the middle of a pass skips (a): its F is already trained.
-    """
-    if run.batches_into_pass(slices) == 0:
-        learner.epoch(images, onehot, run.rng)
-    features = learner.features(images)
-    run.train_features = features
-    run.learner.set_class_points(features, labels)
-    run.play(features, onehot, slices, until=run.settings.steps)
-    return features
+    if settings.is_baseline:
+        return train(run, itertools.repeat(Pass(images, onehot, slices)))
+    return train(run, learner.rounds(images, y, onehot, slices, rng,
+                                     resumed_mid_pass=(run.step // 2) % len(slices) != 0))
 
 
 if __name__ == "__main__":

@@ -6,13 +6,18 @@ F's feature vectors; only F is new here.
 
 from __future__ import annotations
 
-from dense_net import (  # noqa: F401  (re-exported: the networks on F's features)
+from dense_suppli import import_tensorflow_quietly
+
+import_tensorflow_quietly()   # before Keras, which imports TensorFlow
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+from dense_net import (  # noqa: E402, F401  (re-exported: the networks on F's features)
     build_classifier,
     build_discriminator,
     build_generator_trunk,
     build_igu,
-    keras,
-    layers,
 )
 
 IMAGE_SHAPE = (28, 28, 1)

@@ -45,13 +45,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dense_suppli import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()   # before Keras, which imports TensorFlow
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
 import dense_gamo_main as gm  # noqa: E402
 import MNIST_process as mp  # noqa: E402
 from dense_net import AdamStates  # noqa: E402
 from dense_suppli import imbalance_of, one_hot, relabel_by_size, sample_fake_labels, scale_pixels  # noqa: E402
 from fMNIST_process import DEBIAN_FASHION_DIR  # noqa: E402
 
-keras, tf = gm.keras, gm.tf
 tf.get_logger().setLevel("ERROR")   # the reference pattern's predict() retraces noisily
 
 
@@ -106,44 +112,43 @@ class ReferencePattern:
     """
 
     def __init__(self, gamo):
-        self.g = gamo
-        c = gamo.num_classes
-
-        gamo.classifier.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
-        gamo.discriminator.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
+        self.g, self.p = gamo, gamo.players
+        p, c = self.p, gamo.num_classes
+        p.classifier.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
+        p.discriminator.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
         noise = keras.Input((gamo.latent_dim,))
         label = keras.Input((c,))
         self.against_m, self.against_d = {}, {}
-        for k, igu in gamo.igus.items():
-            sample = igu(gamo.trunk([noise, label]))
-            self.against_m[k] = keras.Model([noise, label], gamo.classifier(sample))
-            self.against_d[k] = keras.Model([noise, label], gamo.discriminator([sample, label]))
+        for k, igu in p.igus.items():
+            sample = igu(p.trunk([noise, label]))
+            self.against_m[k] = keras.Model([noise, label], p.classifier(sample))
+            self.against_d[k] = keras.Model([noise, label], p.discriminator([sample, label]))
 
     def warm_up_and_freeze(self, x, onehot):
-        g = self.g
-        g.classifier.train_on_batch(x, onehot)
-        g.discriminator.train_on_batch([x, onehot], np.ones((len(x), 1)))
-        g.classifier.trainable = False
-        g.discriminator.trainable = False
-        for k in g.minority:
+        p = self.p
+        p.classifier.train_on_batch(x, onehot)
+        p.discriminator.train_on_batch([x, onehot], np.ones((len(x), 1)))
+        p.classifier.trainable = False
+        p.discriminator.trainable = False
+        for k in p.minority:
             self.against_m[k].compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
             self.against_d[k].compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
 
     def train_batch(self, x, onehot, rng):
-        g, rows, c = self.g, len(x), self.g.num_classes
-        g.classifier.train_on_batch(x, onehot)
-        g.discriminator.train_on_batch([x, onehot], 1 - rng.uniform(0, 0.1, (rows, 1)))
+        g, p, rows, c = self.g, self.p, len(x), self.g.num_classes
+        p.classifier.train_on_batch(x, onehot)
+        p.discriminator.train_on_batch([x, onehot], 1 - rng.uniform(0, 0.1, (rows, 1)))
         fake_labels = sample_fake_labels(rng, g.imbalance, rows)
-        code = g.trunk.predict([rng.standard_normal((rows, g.latent_dim)), fake_labels], verbose=0)
+        code = p.trunk.predict([rng.standard_normal((rows, g.latent_dim)), fake_labels], verbose=0)
         fake = np.zeros_like(x)
         label_ids = fake_labels.argmax(axis=1)
-        for k in g.minority:
+        for k in p.minority:
             mine = label_ids == k
             if mine.any():
-                fake[mine] = g.igus[k].predict(code[mine], verbose=0)
-        g.classifier.train_on_batch(fake, fake_labels)
-        g.discriminator.train_on_batch([fake, fake_labels], rng.uniform(0, 0.1, (rows, 1)))
-        for k in g.minority:
+                fake[mine] = p.igus[k].predict(code[mine], verbose=0)
+        p.classifier.train_on_batch(fake, fake_labels)
+        p.discriminator.train_on_batch([fake, fake_labels], rng.uniform(0, 0.1, (rows, 1)))
+        for k in p.minority:
             noise = rng.standard_normal((g.rows_per_class, g.latent_dim))
             labels = one_hot(np.full(g.rows_per_class, k), c)
             self.against_m[k].train_on_batch([noise, labels], 1 - labels)
@@ -268,12 +273,10 @@ def memory_over_a_run(steps=10000):
     import fMNIST_process
 
     marks = {}
-    original = gm.Run.after_batch
 
     def after_batch(run):
-        original(run)
         for fraction in (0.1, 0.5, 1.0):
-            if fraction not in marks and run.step + 2 >= fraction * steps:
+            if fraction not in marks and run.step >= fraction * steps:
                 marks[fraction] = peak_rss_mb()
 
     with tempfile.TemporaryDirectory() as folder:
@@ -284,13 +287,9 @@ def memory_over_a_run(steps=10000):
             for part in ("train", "test"):
                 np.savetxt(f"{folder}/fMnist_100_{part}Data.csv",
                            np.column_stack([np.round((x + 1) * 127.5), labels]), fmt="%d", delimiter=",")
-        gm.Run.after_batch = after_batch
-        try:
-            gm.main(["--train", f"{folder}/fMnist_100_trainData.csv", "--test",
-                     f"{folder}/fMnist_100_testData.csv", "--out-dir", f"{folder}/run",
-                     "--steps", str(steps)])
-        finally:
-            gm.Run.after_batch = original
+        gm.main(["--train", f"{folder}/fMnist_100_trainData.csv", "--test",
+                 f"{folder}/fMnist_100_testData.csv", "--out-dir", f"{folder}/run",
+                 "--steps", str(steps)], after_batch=after_batch)
     growth = 100 * (marks[1.0] - marks[0.1]) / marks[0.1]
     print(f"memory over a {steps}-step dense run: peak RSS {marks[0.1]:.0f} MB at 10%, "
           f"{marks[0.5]:.0f} MB at 50%, {marks[1.0]:.0f} MB at 100% (growth 10% -> 100%: {growth:.1f}%)")

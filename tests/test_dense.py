@@ -8,7 +8,7 @@ from conftest import SEED, run_in_new_process, run_script
 
 import dense_gamo_main as main_module
 import dense_net
-from dense_suppli import Imbalance, one_hot
+from dense_suppli import RECORD_KEYS, Imbalance, one_hot
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
@@ -56,7 +56,7 @@ def small_game():
     rng = np.random.default_rng(SEED)
     labels = np.repeat(np.arange(4), counts)
     features = rng.normal(size=(labels.size, 16)).astype(np.float32)
-    gamo.set_class_points(features, labels)
+    gamo.players.set_class_points(features, labels)
     return gamo, features, labels, rng
 
 
@@ -69,8 +69,9 @@ def changed(before, model):
 
 
 def all_models(gamo):
-    return {"M": gamo.classifier, "D": gamo.discriminator, "G": gamo.trunk,
-            **{f"IGU_{k}": igu for k, igu in gamo.igus.items()}}
+    p = gamo.players
+    return {"M": p.classifier, "D": p.discriminator, "G": p.trunk,
+            **{f"IGU_{k}": igu for k, igu in p.igus.items()}}
 
 
 def updates_change_only(gamo, action, expected):
@@ -100,30 +101,30 @@ def moving_statistics(trunk):
 
 def test_batchnorm_statistics_frozen_in_fake_batch_and_updated_by_generator(small_game):
     gamo, _, _, rng = small_game
-    before = moving_statistics(gamo.trunk)
-    noise = gamo.draw_noise(rng, 8)
-    fake = gamo._fake_batch(noise.fake_noise, noise.fake_labels)
-    for a, b in zip(before, moving_statistics(gamo.trunk)):
+    before = moving_statistics(gamo.players.trunk)
+    noise = gamo.draw(rng, 8)
+    fake = gamo.fake_batch(noise.fake_noise, noise.fake_labels)
+    for a, b in zip(before, moving_statistics(gamo.players.trunk)):
         np.testing.assert_array_equal(a, b)
     assert fake.shape == (8, 16)
     gamo.generator_updates(0, noise.class_noise[0], noise.class_labels[0])
-    assert all(not np.array_equal(a, b) for a, b in zip(before, moving_statistics(gamo.trunk)))
+    assert all(not np.array_equal(a, b) for a, b in zip(before, moving_statistics(gamo.players.trunk)))
 
 
 def test_fake_batch_rows_come_from_the_igu_of_their_label(small_game):
     gamo, features, labels, rng = small_game
-    noise = gamo.draw_noise(rng, 8)
-    fake = gamo._fake_batch(noise.fake_noise, noise.fake_labels).numpy()
-    code = gamo.trunk([noise.fake_noise, noise.fake_labels], training=False)
+    noise = gamo.draw(rng, 8)
+    fake = gamo.fake_batch(noise.fake_noise, noise.fake_labels).numpy()
+    code = gamo.players.trunk([noise.fake_noise, noise.fake_labels], training=False)
     for row, k in enumerate(noise.fake_labels.argmax(axis=1)):
         assert k in gamo.minority
-        weights = dense_net.convex_weights_model(gamo.igus[k])(code[row:row + 1]).numpy()
+        weights = dense_net.convex_weights_model(gamo.players.igus[k])(code[row:row + 1]).numpy()
         np.testing.assert_allclose(fake[row], (weights @ features[labels == k])[0], rtol=1e-4, atol=1e-5)
 
 
 def test_generator_batch_has_ceil_batch_over_classes_rows_per_class(small_game):
     gamo, _, _, rng = small_game
-    noise = gamo.draw_noise(rng, 8)
+    noise = gamo.draw(rng, 8)
     assert noise.class_noise.shape == (3, 2, 8)          # 3 minority classes, ceil(8 / 4) rows
     assert noise.class_labels[2].argmax(axis=1).tolist() == [2, 2]
 
@@ -135,7 +136,7 @@ def test_the_step_is_traced_once_for_full_and_shorter_batches(small_game):
     for learner in (gamo, alone):
         for rows in (slice(0, 8), slice(8, 13), slice(13, 21)):
             learner.train_on_batch(features[rows], onehot[rows], rng)
-        assert learner.step_fn.experimental_get_tracing_count() == 1
+        assert learner.compiled_step.experimental_get_tracing_count() == 1
 
 
 def train_with(optimizer, starts, targets, jit):
@@ -170,11 +171,11 @@ def test_without_discriminator_d_is_never_trained():
     keras.utils.set_random_seed(SEED)
     gamo = main_module.Gamo(16, Imbalance(np.array([5, 8, 12, 20])), latent_dim=8, batch_size=8,
                             use_discriminator=False, jit=False)
-    gamo.set_class_points(np.zeros((45, 16), "float32"), np.repeat(np.arange(4), [5, 8, 12, 20]))
-    before = snapshot(gamo.discriminator)
+    gamo.players.set_class_points(np.zeros((45, 16), "float32"), np.repeat(np.arange(4), [5, 8, 12, 20]))
+    before = snapshot(gamo.players.discriminator)
     rng = np.random.default_rng(SEED)
     losses = gamo.train_on_batch(np.ones((8, 16), "float32"), one_hot(np.arange(8) % 4, 4), rng)
-    assert not changed(before, gamo.discriminator)
+    assert not changed(before, gamo.players.discriminator)
     assert not any(name.startswith(("D_", "G_D")) for name in losses)
     assert "DIS" not in gamo.models()
 
@@ -200,7 +201,7 @@ def finished_run(digits_csvs, tmp_path_factory):
 def test_short_run_writes_every_output_with_reference_keys_and_shapes(finished_run):
     out, c = finished_run, 4
     record = np.load(out / "Record.npz")
-    assert sorted(record.files) == sorted(main_module.RECORD_KEYS)
+    assert sorted(record.files) == sorted(RECORD_KEYS)
     length = 40 // 10 + 1
     for key in ("acsaSaveTr", "gmSaveTr", "accSaveTr", "acsaSaveTs", "gmSaveTs", "accSaveTs"):
         assert record[key].shape == (length,)
@@ -226,7 +227,7 @@ def test_short_run_writes_every_output_with_reference_keys_and_shapes(finished_r
 def test_same_seed_gives_identical_record(finished_run, digits_csvs, tmp_path):
     run_main(digits_csvs, tmp_path / "again")
     first, second = np.load(finished_run / "Record.npz"), np.load(tmp_path / "again" / "Record.npz")
-    for key in main_module.RECORD_KEYS:
+    for key in RECORD_KEYS:
         np.testing.assert_array_equal(first[key], second[key], err_msg=key)
 
 

@@ -9,11 +9,11 @@ from conftest import SEED, run_in_new_process, run_script
 import dense_gamo_main as dense
 import fashion_mnist_gamo_main as conv
 import fashion_mnist_net as nets
-from dense_net import AdamStates, class_points
-from dense_suppli import Imbalance, InputError, one_hot
+from dense_net import class_points
+from dense_suppli import RECORD_KEYS, Imbalance, InputError, batch_slices, one_hot
 from fashion_mnist_suppli import image_shape_for, parse_image_shape, to_images
 
-keras = dense.keras
+keras = pytest.importorskip("keras")
 
 
 def test_feature_extractor_has_the_reference_architecture():
@@ -34,54 +34,68 @@ def test_image_shapes_are_inferred_or_checked():
     assert to_images(np.zeros((5, 64)), (8, 8, 1)).shape == (5, 8, 8, 1)
 
 
-def test_one_round_trains_f_not_m_and_hands_the_new_features_to_the_igus():
+def small_feature_gamo(counts, batch_size=8):
     keras.utils.set_random_seed(SEED)
+    extractor = nets.build_feature_extractor((8, 8, 1), 32)
+    gamo = dense.Gamo(32, Imbalance(counts), latent_dim=8, batch_size=batch_size, jit=False)
+    return conv.FeatureGamo(extractor, gamo, batch_size=batch_size, jit=False)
+
+
+def test_one_round_trains_f_not_m_and_hands_the_new_features_to_the_igus():
     counts = np.array([6, 10, 16])
     labels = np.repeat(np.arange(3), counts)
     rng = np.random.default_rng(SEED)
     images = rng.uniform(-1, 1, (labels.size, 8, 8, 1)).astype(np.float32)
     onehot = one_hot(labels, 3)
-    extractor = nets.build_feature_extractor((8, 8, 1), 32)
-    gamo = dense.Gamo(32, Imbalance(counts), latent_dim=8, batch_size=8, jit=False)
-    learner = conv.FeatureLearner(extractor, gamo.classifier, gamo.adam, batch_size=8, jit=False)
-    settings = dense.Settings(steps=1000, batch_size=8, eval_every=1000, save_every=1000, out_dir="unused")
-    run = dense.Run(settings, gamo, evaluate=None)
+    learner = small_feature_gamo(counts)
+    extractor, players = learner.extractor, learner.gamo.players
 
     extractor_before = [np.array(v) for v in extractor.variables]
-    classifier_before = [np.array(v) for v in gamo.classifier.variables]
-    learner.epoch(images, onehot, run.rng)       # (a) alone first: only F may move
-    # F+M shares the run's Adam step counter (the reference's one Adam object): 4 batches.
-    assert int(gamo.adam.counter.numpy()) == int(learner.optimizer.iterations.numpy()) == 4
+    classifier_before = [np.array(v) for v in players.classifier.variables]
+    learner.epoch(images, onehot, rng)           # (a) alone first: only F may move
     assert all(not np.array_equal(a, np.array(v)) for a, v in zip(extractor_before, extractor.trainable_variables))
-    for a, v in zip(classifier_before, gamo.classifier.variables):
+    for a, v in zip(classifier_before, players.classifier.variables):
         np.testing.assert_array_equal(a, np.array(v))
+    # F+M shares the run's Adam step counter (the reference's one Adam object): 4 batches.
+    assert int(learner.gamo.adam.counter.numpy()) == int(learner.optimizer.iterations.numpy()) == 4
 
-    # A whole round: the IGUs hold the features computed after its F+M epoch.
-    run.evaluate = lambda: (None, None)
-    run.evaluate_and_report = lambda index: None
+    # A whole round: an F+M epoch, then the IGUs hold the features of the new F.
     extractor_mid = [np.array(v) for v in extractor.variables]
-    features = conv.play_round(run, learner, images, labels, onehot, dense.batch_slices(labels.size, 8))
+    rounds = learner.rounds(images, labels, onehot, batch_slices(labels.size, 8), rng)
+    features, _, slices = next(rounds)
     assert any(not np.array_equal(a, np.array(v)) for a, v in zip(extractor_mid, extractor.variables))
-    # The game pass does not touch F, so F's current output is the post-epoch features.
     np.testing.assert_allclose(features, extractor(images, training=False).numpy(), rtol=1e-5, atol=1e-6)
-    for k, igu in gamo.igus.items():
+    for k, igu in players.igus.items():
         np.testing.assert_array_equal(np.array(class_points(igu)), features[labels == k])
-    assert run.step == 2 * 4                        # one pass: ceil(32 / 8) batches
+    assert len(slices) == 4                         # ceil(32 / 8) batches a pass
+
+
+def test_a_round_resumed_inside_its_pass_skips_the_f_and_m_epoch():
+    counts = np.array([6, 10, 16])
+    labels = np.repeat(np.arange(3), counts)
+    rng = np.random.default_rng(SEED)
+    images = rng.uniform(-1, 1, (labels.size, 8, 8, 1)).astype(np.float32)
+    learner = small_feature_gamo(counts)
+    before = [np.array(v) for v in learner.extractor.variables]
+    rounds = learner.rounds(images, labels, one_hot(labels, 3), batch_slices(labels.size, 8), rng,
+                            resumed_mid_pass=True)
+    next(rounds)
+    assert all(np.array_equal(a, np.array(v)) for a, v in zip(before, learner.extractor.variables))
+    next(rounds)                                    # the next round trains F again
+    assert not all(np.array_equal(a, np.array(v)) for a, v in zip(before, learner.extractor.variables))
 
 
 def test_the_feature_step_is_traced_once_for_full_and_shorter_batches():
-    extractor = nets.build_feature_extractor((8, 8, 1), 16)
-    classifier = nets.build_classifier(16, 3)
-    learner = conv.FeatureLearner(extractor, classifier, AdamStates(2e-4, 0.5), batch_size=8, jit=False)
+    learner = small_feature_gamo(np.array([6, 14]))
     rng = np.random.default_rng(SEED)
     images = rng.uniform(-1, 1, (20, 8, 8, 1)).astype(np.float32)   # batches of 8, 8 and 4
-    learner.epoch(images, one_hot(rng.integers(0, 3, 20), 3), rng)
-    assert learner._step.experimental_get_tracing_count() == 1
+    learner.epoch(images, one_hot(rng.integers(0, 2, 20), 2), rng)
+    assert learner.compiled_feature_step.experimental_get_tracing_count() == 1
 
 
 def test_short_run_writes_every_output(conv_run):
     record = np.load(conv_run / "Record.npz")
-    assert sorted(record.files) == sorted(dense.RECORD_KEYS)
+    assert sorted(record.files) == sorted(RECORD_KEYS)
     assert record["acsaSaveTs"].shape == (3,) and record["confMatSaveTs"].shape == (3, 4, 4)
     assert sorted(np.load(conv_run / "Results.npz").files) == ["acc", "acsa", "confMat", "gm", "tpr"]
     # 150 rows / 32 = 5 batches per round: the run stops at step 16, inside its second round.

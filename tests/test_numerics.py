@@ -61,8 +61,12 @@ def small_game(adam, **options):
     rng = np.random.default_rng(SEED)
     labels = np.repeat(np.arange(COUNTS.size), COUNTS)
     features = rng.normal(size=(labels.size, FEATURES)).astype(np.float32)
-    gamo.set_class_points(features, labels)
+    gamo.players.set_class_points(features, labels)
     return gamo, features, labels
+
+
+def adam_states(gamo):
+    return [gamo.opt_classifier, gamo.opt_discriminator, *gamo.opt_against.values()]
 
 
 def play(gamo, features, labels, batches, seed=1):
@@ -88,14 +92,13 @@ def keras22_adam(weights, moments, velocities, gradients, t):
 def test_every_update_steps_one_counter_shared_by_all_states_as_keras_2_2_adam():
     adam = NotedAdamStates(float(LR), float(BETA1), shared_counter=True)
     gamo, features, labels = small_game(adam)
-    weights = {id(v): v.numpy() for state in gamo.optimizers() for v in state.watched}
+    weights = {id(v): v.numpy() for state in adam_states(gamo) for v in state.watched}
     with eager_steps():
         play(gamo, features, labels, batches=3)
 
     # The reference's order in every batch: M, D (real), M, D (fake), then G_M_k, G_D_k per class.
     names = {id(gamo.opt_classifier): "M", id(gamo.opt_discriminator): "D",
-             **{id(s): f"G_M_{k}" for k, s in gamo.opt_against_classifier.items()},
-             **{id(s): f"G_D_{k}" for k, s in gamo.opt_against_discriminator.items()}}
+             **{id(s): f"G_{o}_{k}" for (o, k), s in gamo.opt_against.items()}}
     order = ["M", "D", "M", "D"] + [f"G_{o}_{k}" for k in gamo.minority for o in "MD"]
     assert [names[id(state)] for state, _ in adam.log] == order * 3
 
@@ -114,7 +117,7 @@ def test_every_update_steps_one_counter_shared_by_all_states_as_keras_2_2_adam()
             weights[id(v)] = piece.reshape(v.shape)
 
     assert int(adam.counter.numpy()) == len(adam.log) == 30
-    for state in gamo.optimizers():
+    for state in adam_states(gamo):
         assert int(state.iterations.numpy()) == (6 if names[id(state)] in "MD" else 3)
         for mine, expected in zip([*state.moments, *state.velocities],
                                   [*moments[id(state)], *velocities[id(state)]]):
@@ -127,9 +130,9 @@ def test_standard_adam_gives_each_state_its_own_count_with_keras_3_adam():
     gamo, features, labels = small_game(dense_net.AdamStates(0.01, 0.5, shared_counter=False))
     play(gamo, features, labels, batches=2)
     assert isinstance(gamo.opt_classifier, keras.optimizers.Adam)
-    assert all(isinstance(s, dense_net.FlatAdam) for s in gamo.opt_against_discriminator.values())
+    assert all(isinstance(s, dense_net.FlatAdam) for s in gamo.opt_against.values())
     assert gamo.adam.variables == []
-    assert [int(s.iterations.numpy()) for s in gamo.optimizers()] == [4, 4] + [2] * 6
+    assert [int(s.iterations.numpy()) for s in adam_states(gamo)] == [4, 4] + [2] * 6
 
 
 def test_reference_adam_equals_keras_adam_on_one_state_of_its_own():
@@ -178,7 +181,7 @@ def frozen_game_draws(reference_batchnorm, batches):
                                         reference_batchnorm=reference_batchnorm)
     play(gamo, features, labels, batches)
     rng = np.random.default_rng(1)
-    return gamo, [gamo.draw_noise(rng, BATCH) for _ in range(batches)]
+    return gamo, [gamo.draw(rng, BATCH) for _ in range(batches)]
 
 
 def bn_layers(trunk):
@@ -189,31 +192,31 @@ def test_trunk_statistics_are_the_last_composites_zero_debiased_average_as_in_ke
     gamo, draws = frozen_game_draws(reference_batchnorm=True, batches=2)
     last = len(gamo.minority) - 1            # G+IGU_k+D of the largest minority class writes last
     rows = gamo.rows_per_class
-    averages = [np.zeros((2, layer.moving_mean.shape[0])) for layer in bn_layers(gamo.trunk)]
+    averages = [np.zeros((2, layer.moving_mean.shape[0])) for layer in bn_layers(gamo.players.trunk)]
     for draw in draws:
         values = [np.stack([mean, variance * rows / (rows - 1 - 1e-3)])
-                  for mean, variance in trunk_moments(gamo.trunk, draw.class_noise[last], draw.class_labels[last])]
+                  for mean, variance in trunk_moments(gamo.players.trunk, draw.class_noise[last], draw.class_labels[last])]
         averages = [a - (a - v) * 0.1 for a, v in zip(averages, values)]
-    for layer, average in zip(bn_layers(gamo.trunk), averages):
+    for layer, average in zip(bn_layers(gamo.players.trunk), averages):
         unbiased = average / (1 - 0.9 ** len(draws))
         np.testing.assert_allclose(layer.moving_mean.numpy(), unbiased[0], rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(layer.moving_variance.numpy(), unbiased[1], rtol=1e-4, atol=1e-6)
     # 3 classes x (M, D): six call sites, each updated once per batch.
-    assert len(gamo.trunk_sites) == 6
-    assert all(count.numpy() == 2 for site in gamo.trunk_sites.values() for count in site.counts.values())
+    assert len(gamo.players.trunk_sites) == 6
+    assert all(count.numpy() == 2 for site in gamo.players.trunk_sites.values() for count in site.counts.values())
 
 
 def test_standard_batchnorm_is_keras_3s_one_moving_average_over_every_update():
     gamo, draws = frozen_game_draws(reference_batchnorm=False, batches=2)
-    assert gamo.trunk_sites == {}
-    moving = [np.zeros(layer.moving_mean.shape) for layer in bn_layers(gamo.trunk)]
+    assert gamo.players.trunk_sites == {}
+    moving = [np.zeros(layer.moving_mean.shape) for layer in bn_layers(gamo.players.trunk)]
     moving = [(m, np.ones_like(m)) for m in moving]
     for draw in draws:
         for index in range(len(gamo.minority)):
             for _ in "MD":                        # against M, then against D: the same draw
-                batch = trunk_moments(gamo.trunk, draw.class_noise[index], draw.class_labels[index])
+                batch = trunk_moments(gamo.players.trunk, draw.class_noise[index], draw.class_labels[index])
                 moving = [(m * 0.9 + mean * 0.1, v * 0.9 + variance * 0.1)
                           for (m, v), (mean, variance) in zip(moving, batch)]
-    for layer, (mean, variance) in zip(bn_layers(gamo.trunk), moving):
+    for layer, (mean, variance) in zip(bn_layers(gamo.players.trunk), moving):
         np.testing.assert_allclose(layer.moving_mean.numpy(), mean, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(layer.moving_variance.numpy(), variance, rtol=1e-4, atol=1e-6)

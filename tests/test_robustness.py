@@ -14,7 +14,8 @@ import pytest
 from conftest import ROOT, SEED
 
 import dense_gamo_main as dense
-from dense_suppli import InputError
+import dense_suppli as suppli
+from dense_suppli import RECORD_KEYS, InputError
 
 LONG_RUN = ["--steps", "400", "--eval-every", "20", "--save-every", "20"]
 
@@ -60,7 +61,7 @@ def test_killed_run_resumes_to_the_same_record_as_an_uninterrupted_one(digits_cs
     resumed = finish(dense_args(digits_csvs, killed, "--no-jit", "--resume"))
     assert "resumed from" in resumed.stdout
     whole, again = np.load(tmp_path / "whole" / "Record.npz"), np.load(killed / "Record.npz")
-    for key in dense.RECORD_KEYS:
+    for key in RECORD_KEYS:
         np.testing.assert_array_equal(whole[key], again[key], err_msg=key)
 
 
@@ -162,7 +163,7 @@ def test_unusable_output_folder_is_refused(tmp_path, digits_csvs):
 def test_a_class_with_a_single_point_is_allowed_with_a_warning(tmp_path, capsys):
     rows = np.column_stack([np.arange(40).reshape(10, 4), [0, 0, 0, 0, 0, 0, 1, 1, 1, 2]])
     write_rows(tmp_path / "train.csv", rows)
-    dataset = dense.load_dataset(tmp_path / "train.csv", tmp_path / "train.csv", scale=False)
+    dataset = suppli.load_dataset(tmp_path / "train.csv", tmp_path / "train.csv", scale=False)
     assert dataset.imbalance.counts.tolist() == [1, 3, 6]
     assert "class 2 has a single training point" in capsys.readouterr().err
 
@@ -171,23 +172,23 @@ def test_a_folder_holding_another_runs_outputs_is_refused(tmp_path):
     import fashion_mnist_gamo_main as conv
 
     out = str(tmp_path / "fMnist_100_Gamo")
-    dense.claim_output_dir(dense.Settings(out_dir=out))
-    dense.claim_output_dir(dense.Settings(out_dir=out, resume=True))        # the same run again
+    suppli.claim_output_dir(dense.Settings(out_dir=out))
+    suppli.claim_output_dir(dense.Settings(out_dir=out, resume=True))        # the same run again
     with pytest.raises(InputError, match="holds the outputs of another run \\(train = "):
-        dense.claim_output_dir(conv.ConvSettings(out_dir=out))
+        suppli.claim_output_dir(conv.ConvSettings(out_dir=out))
     with pytest.raises(InputError, match="steps = 50000 there, 400 here"):
-        dense.claim_output_dir(dense.Settings(out_dir=out, steps=400))
+        suppli.claim_output_dir(dense.Settings(out_dir=out, steps=400))
 
 
 def test_checkpoint_of_other_shapes_is_refused_before_anything_is_loaded(tmp_path):
     tf = pytest.importorskip("tensorflow")
     settings = dense.Settings()
-    state = {"settings": dense.comparable(settings)}
-    dense.write_checkpoint(tmp_path, 2, [np.ones(3, "float32"), np.ones((2, 2), "float32")], state, {})
+    state = {"settings": suppli.comparable(settings)}
+    suppli.write_checkpoint(tmp_path, 2, [np.ones(3, "float32"), np.ones((2, 2), "float32")], state, {})
     mine = [tf.Variable(np.zeros(3, "float32")), tf.Variable(np.zeros(5, "float32"))]
     with pytest.raises(InputError, match="does not match these networks"):
-        dense.read_checkpoint(tmp_path, settings, mine)
+        suppli.read_checkpoint(tmp_path, settings, mine)
     assert all(not np.asarray(v).any() for v in mine)
     mine[1] = tf.Variable(np.zeros((2, 2), "float32"))
-    _, loaded_state, _ = dense.read_checkpoint(tmp_path, settings, mine)
+    _, loaded_state, _ = suppli.read_checkpoint(tmp_path, settings, mine)
     assert loaded_state == state and all(np.asarray(v).all() for v in mine)
