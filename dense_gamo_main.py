@@ -193,7 +193,9 @@ class Players:
     dense_net.CallSiteStatistics) unless reference_batchnorm is False."""
 
     def __init__(self, num_features, imbalance, latent_dim, reference_batchnorm, use_discriminator):
-        c = imbalance.num_classes
+        self.num_classes = c = imbalance.num_classes
+        self.num_features, self.latent_dim = num_features, latent_dim
+        self.use_discriminator = use_discriminator
         self.minority = [int(k) for k in imbalance.minority]
         self.classifier = dense_net.build_classifier(num_features, c, name="MLP")
         self.discriminator = dense_net.build_discriminator(num_features, c, name="DIS")
@@ -217,6 +219,36 @@ class Players:
         for k, igu in self.igus.items():
             dense_net.set_class_points(igu, features[labels == k])
 
+    def fake_batch(self, noise, labels):
+        """Each row through the IGU of its label only (rows grouped by label;
+        their counts vary, so this runs outside XLA); trunk in inference mode."""
+        noise, labels = as_tensors(noise, labels)
+        code = self.trunk([noise, labels], training=False)
+        label_ids = tf.argmax(labels, axis=-1, output_type=tf.int32)
+        rows = tf.dynamic_partition(tf.range(tf.shape(code)[0]), label_ids, self.num_classes)
+        codes = tf.dynamic_partition(code, label_ids, self.num_classes)
+        return tf.dynamic_stitch(rows, [self.igus[k](codes[k], training=False) if k in self.igus else
+                                        tf.zeros((tf.shape(codes[k])[0], self.num_features))
+                                        for k in range(self.num_classes)])
+
+    def sample_grid(self, rng, per_class=3):
+        """per_class samples of every minority class (trunk in inference mode), one row each."""
+        return np.stack([keras.ops.convert_to_numpy(self.generated(
+            k, rng.standard_normal((per_class, self.latent_dim)).astype(np.float32),
+            one_hot(np.full(per_class, k), self.num_classes), training=False)) for k in self.minority])
+
+    def models(self):
+        """Name prefix -> model, as the reference saves them (no D when it is not used)."""
+        named = {"GEN": self.trunk, "MLP": self.classifier}
+        if self.use_discriminator:
+            named["DIS"] = self.discriminator
+        return {**named, **{f"GenP_{k}": igu for k, igu in self.igus.items()}}
+
+    def state_variables(self):
+        models = [self.trunk, self.classifier, self.discriminator, *self.igus.values()]   # D even if unused
+        return [*(v for m in models for v in m.variables),
+                *(v for site in self.trunk_sites.values() for v in site.variables)]
+
 
 class Gamo(Learner):
     """The three players, their Adam states and one compiled step per batch.
@@ -225,9 +257,8 @@ class Gamo(Learner):
     of b real rows:
       1. M learns the real batch (targets: one-hot labels).
       2. D learns to call the real batch real (targets 1 - U(0, 0.1)).
-      3. A fake batch: b labels drawn among the minority classes in proportion
-         to what each lacks, each row from the trunk (inference mode) and the
-         IGU of its label.
+      3. A fake batch: b labels drawn among the minority classes in proportion to
+         what each lacks; each row from the trunk (inference mode) and its IGU.
       4. M learns the fake batch's labels.
       5. D learns to call the fake batch fake (targets U(0, 0.1)).
       6. For each minority class k, ceil(b / c) rows of one noise draw: the trunk
@@ -240,11 +271,10 @@ class Gamo(Learner):
     def __init__(self, num_features, imbalance, latent_dim=dense_net.LATENT_DIM, batch_size=32,
                  adam=None, reference_batchnorm=True, use_discriminator=True, jit=True):
         self.imbalance, self.num_classes, self.latent_dim = imbalance, imbalance.num_classes, latent_dim
-        self.num_features = num_features
         self.use_discriminator = use_discriminator
         self.rows_per_class = math.ceil(batch_size / self.num_classes)   # 4 for 32 and 10
-        p = Players(num_features, imbalance, latent_dim, reference_batchnorm, use_discriminator)
-        self.players = p
+        p = self.players = Players(num_features, imbalance, latent_dim, reference_batchnorm,
+                                   use_discriminator)
         self.minority = p.minority
         # One Adam state per compiled model of the reference: M, D, and for every
         # minority class G+IGU_k+M and G+IGU_k+D (flat: many small variables).
@@ -277,45 +307,37 @@ class Gamo(Learner):
         return self.compiled_step(x, y_onehot, *self.draw(rng, len(x)))
 
     def step(self, x, y, real_targets, fake_labels, fake_noise, fake_targets, class_noise, class_labels):
-        losses = self.compiled_real_updates(x, y, real_targets)                       # 1-2
-        fake = self.fake_batch(fake_noise, fake_labels)                               # 3
-        return {**losses, **self.compiled_fake_updates(fake, fake_labels, fake_targets,  # 4-6
-                                                       class_noise, class_labels)}
+        losses = self.compiled_real_updates(x, y, real_targets)
+        # 3. Oversample: a fake batch of convex combinations of minority points.
+        fake = self.players.fake_batch(fake_noise, fake_labels)
+        return {**losses, **self.compiled_fake_updates(fake, fake_labels, fake_targets, class_noise,
+                                                       class_labels)}
 
     def real_updates(self, x, y, real_targets):
-        losses = {"M_real": self.classifier_update(x, y)}                             # 1
+        # 1. Classifier: learn the real batch's labels.
+        losses = {"M_real": self.classifier_update(x, y)}
+        # 2. Discriminator: call the real batch real.
         if self.use_discriminator:
-            losses["D_real"] = self.discriminator_update(x, y, real_targets)          # 2
+            losses["D_real"] = self.discriminator_update(x, y, real_targets)
         return losses
 
-    def fake_batch(self, noise, labels):
-        """3. Each row through the IGU of its label only (rows grouped by label)."""
-        noise, labels = as_tensors(noise, labels)
-        code = self.players.trunk([noise, labels], training=False)
-        label_ids = tf.argmax(labels, axis=-1, output_type=tf.int32)
-        rows = tf.dynamic_partition(tf.range(tf.shape(code)[0]), label_ids, self.num_classes)
-        codes = tf.dynamic_partition(code, label_ids, self.num_classes)
-        igus = self.players.igus
-        return tf.dynamic_stitch(rows, [igus[k](codes[k], training=False) if k in igus else
-                                        tf.zeros((tf.shape(codes[k])[0], self.num_features))
-                                        for k in range(self.num_classes)])
-
     def fake_and_generator_updates(self, fake, fake_labels, fake_targets, class_noise, class_labels):
-        losses = {"M_fake": self.classifier_update(fake, fake_labels)}                # 4
+        # 4. Classifier: learn the generated samples as their minority classes.
+        losses = {"M_fake": self.classifier_update(fake, fake_labels)}
+        # 5. Discriminator: call the generated samples fake.
         if self.use_discriminator:
-            losses["D_fake"] = self.discriminator_update(fake, fake_labels, fake_targets)   # 5
-        for index, k in enumerate(self.minority):                                     # 6
+            losses["D_fake"] = self.discriminator_update(fake, fake_labels, fake_targets)
+        # 6. Generator, class by class: samples M misclassifies, and D takes for real.
+        for index, k in enumerate(self.minority):
             losses.update(self.generator_updates(k, class_noise[index], class_labels[index]))
         return losses
 
     def classifier_update(self, x, targets):
-        x, targets = as_tensors(x, targets)
-        M = self.players.classifier
+        x, targets, M = *as_tensors(x, targets), self.players.classifier
         return update(self.opt_classifier, M.trainable_variables, lambda: mse(targets, M(x, training=True)))
 
     def discriminator_update(self, x, labels, targets):
-        x, labels, targets = as_tensors(x, labels, targets)
-        D = self.players.discriminator
+        x, labels, targets, D = *as_tensors(x, labels, targets), self.players.discriminator
         return update(self.opt_discriminator, D.trainable_variables,
                       lambda: mse(targets, D([x, labels], training=True)))
 
@@ -340,25 +362,13 @@ class Gamo(Learner):
     def classifier_updates(self):
         return int(self.opt_classifier.iterations.numpy())
 
-    def sample_grid(self, rng, per_class=3):
-        """per_class samples of every minority class (trunk in inference mode), one row each."""
-        return np.stack([keras.ops.convert_to_numpy(self.players.generated(
-            k, rng.standard_normal((per_class, self.latent_dim)).astype(np.float32),
-            one_hot(np.full(per_class, k), self.num_classes), training=False)) for k in self.minority])
-
     def models(self):
-        p = self.players
-        named = {"GEN": p.trunk, "MLP": p.classifier}
-        if self.use_discriminator:
-            named["DIS"] = p.discriminator
-        return {**named, **{f"GenP_{k}": igu for k, igu in p.igus.items()}}
+        return self.players.models()
 
     def state_variables(self):
-        p = self.players
-        models = [p.trunk, p.classifier, p.discriminator, *p.igus.values()]    # D too, even if unused
         states = [self.opt_classifier, self.opt_discriminator, *self.opt_against.values()]
-        return [*(v for m in models for v in m.variables), *(v for s in states for v in s.variables),
-                *self.adam.variables, *(v for site in p.trunk_sites.values() for v in site.variables)]
+        return [*self.players.state_variables(), *(v for state in states for v in state.variables),
+                *self.adam.variables]
 
 
 class ClassifierOnly(Learner):
@@ -471,7 +481,7 @@ def main(argv=None, after_batch=None):
     if not settings.is_baseline:
         learner.players.set_class_points(x, y)
     run = Run(settings, learner, evaluation(learner, dataset), rng, class_counts(dataset, y),
-              pictures=None if settings.is_baseline else learner.sample_grid,
+              pictures=None if settings.is_baseline else learner.players.sample_grid,
               image_side=square_side(dataset.x_train.shape[1]))
     if settings.resume:
         run.resume()

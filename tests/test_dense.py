@@ -103,7 +103,7 @@ def test_batchnorm_statistics_frozen_in_fake_batch_and_updated_by_generator(smal
     gamo, _, _, rng = small_game
     before = moving_statistics(gamo.players.trunk)
     noise = gamo.draw(rng, 8)
-    fake = gamo.fake_batch(noise.fake_noise, noise.fake_labels)
+    fake = gamo.players.fake_batch(noise.fake_noise, noise.fake_labels)
     for a, b in zip(before, moving_statistics(gamo.players.trunk)):
         np.testing.assert_array_equal(a, b)
     assert fake.shape == (8, 16)
@@ -114,7 +114,7 @@ def test_batchnorm_statistics_frozen_in_fake_batch_and_updated_by_generator(smal
 def test_fake_batch_rows_come_from_the_igu_of_their_label(small_game):
     gamo, features, labels, rng = small_game
     noise = gamo.draw(rng, 8)
-    fake = gamo.fake_batch(noise.fake_noise, noise.fake_labels).numpy()
+    fake = gamo.players.fake_batch(noise.fake_noise, noise.fake_labels).numpy()
     code = gamo.players.trunk([noise.fake_noise, noise.fake_labels], training=False)
     for row, k in enumerate(noise.fake_labels.argmax(axis=1)):
         assert k in gamo.minority
@@ -198,6 +198,7 @@ def finished_run(digits_csvs, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_short_run_writes_every_output_with_reference_keys_and_shapes(finished_run):
     out, c = finished_run, 4
     record = np.load(out / "Record.npz")
@@ -224,6 +225,7 @@ def test_short_run_writes_every_output_with_reference_keys_and_shapes(finished_r
     assert not list(out.rglob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_record(finished_run, digits_csvs, tmp_path):
     run_main(digits_csvs, tmp_path / "again")
     first, second = np.load(finished_run / "Record.npz"), np.load(tmp_path / "again" / "Record.npz")
@@ -231,6 +233,7 @@ def test_same_seed_gives_identical_record(finished_run, digits_csvs, tmp_path):
         np.testing.assert_array_equal(first[key], second[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_saved_models_reload_in_a_new_process(finished_run, tmp_path):
     last_line = run_in_new_process(tmp_path, (
         f"folder = {str(finished_run / 'gamo_models_40')!r}\n"
@@ -245,12 +248,14 @@ def test_saved_models_reload_in_a_new_process(finished_run, tmp_path):
     assert last_line == "(2, 64) (2, 4)"
 
 
+@pytest.mark.slow
 def test_no_discriminator_run_saves_no_discriminator(digits_csvs, tmp_path):
     run_main(digits_csvs, tmp_path / "nodis", "--no-discriminator", "--no-jit")
     assert not list((tmp_path / "nodis").rglob("DIS_*"))
     assert (tmp_path / "nodis" / "gamo_models_40" / "MLP_40.keras").is_file()
 
 
+@pytest.mark.slow
 def test_balanced_data_exits_with_the_reference_message(tmp_path):
     rows = np.column_stack([np.zeros((6, 4)), [0, 0, 0, 1, 1, 1]])
     for name in ("tr.csv", "ts.csv"):
@@ -262,6 +267,7 @@ def test_balanced_data_exits_with_the_reference_message(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_missing_data_points_to_the_processing_script(tmp_path):
     result = run_script("dense_gamo_main.py", cwd=tmp_path)
     assert result.returncode == 2

@@ -93,6 +93,7 @@ def test_the_feature_step_is_traced_once_for_full_and_shorter_batches():
     assert learner.compiled_feature_step.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.slow
 def test_short_run_writes_every_output(conv_run):
     record = np.load(conv_run / "Record.npz")
     assert sorted(record.files) == sorted(RECORD_KEYS)
@@ -111,6 +112,7 @@ def test_short_run_writes_every_output(conv_run):
     assert (conv_run / "learning_curve.png").is_file()
 
 
+@pytest.mark.slow
 def test_saved_extractor_trunk_and_igus_reload_in_a_new_process(conv_run, tmp_path):
     last_line = run_in_new_process(tmp_path, (
         f"folder = {str(conv_run / 'gamo_models_16')!r}\n"
@@ -123,6 +125,7 @@ def test_saved_extractor_trunk_and_igus_reload_in_a_new_process(conv_run, tmp_pa
     assert last_line == "(3, 32) (3, 32) (20, 32)"
 
 
+@pytest.mark.slow
 def test_non_square_features_need_an_image_shape(tmp_path):
     rows = np.column_stack([np.zeros((6, 10)), [0, 0, 0, 0, 1, 1]])
     for name in ("tr.csv", "ts.csv"):

@@ -45,6 +45,7 @@ def test_sampling_scale_follows_the_reference_quirk_or_the_flag(consistent, scal
     assert nets.Sampling.from_config(sampling.get_config()).consistent is consistent
 
 
+@pytest.mark.slow
 def test_gamo_samples_are_the_igus_convex_weights_over_the_class_features(conv_run, digits_csvs):
     models = pix.load_gamo_models(conv_run / "gamo_models_16", [1])
     dataset = load_dataset(digits_csvs[0], digits_csvs[0])
@@ -62,6 +63,7 @@ def test_gamo_samples_are_the_igus_convex_weights_over_the_class_features(conv_r
     np.testing.assert_allclose(samples, weights @ points, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_short_run_writes_pictures_models_and_pngs(conv_run, digits_csvs, tmp_path):
     out = tmp_path / "ImgGen"
     pix.main(["--train", str(digits_csvs[0]), "--gamo-dir", str(conv_run.parent / conv_run.name),
@@ -80,6 +82,7 @@ def test_short_run_writes_pictures_models_and_pngs(conv_run, digits_csvs, tmp_pa
     assert (out / "overview.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_bad_models_folders_give_one_line_errors(conv_run, digits_csvs, tmp_path):
     broken = tmp_path / "gamo_models_16"
     broken.mkdir()

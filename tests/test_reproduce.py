@@ -89,6 +89,7 @@ def test_no_discriminator_is_refused_for_a_baseline():
 
 # ---------------------------------------------------------------- bench/reproduce.py
 
+@pytest.mark.slow
 def test_every_method_writes_its_record_and_the_table(dense_comparison):
     out, _, runs = dense_comparison
     assert list(runs) == METHODS
@@ -111,6 +112,7 @@ def test_every_method_writes_its_record_and_the_table(dense_comparison):
         assert (out / picture).stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_every_method_trains_on_the_same_batches_with_the_counted_classifier_updates(dense_comparison):
     _, _, runs = dense_comparison
     for method, run in runs.items():
@@ -120,6 +122,7 @@ def test_every_method_trains_on_the_same_batches_with_the_counted_classifier_upd
     assert runs["gamo"]["classifier_updates"] == runs["gamo-nodis"]["classifier_updates"] == STEPS
 
 
+@pytest.mark.slow
 def test_smote_run_trains_on_a_set_balanced_to_the_majority(dense_comparison):
     _, _, runs = dense_comparison
     sizes = sorted(DIGITS_TRAIN_COUNTS.values())
@@ -128,6 +131,7 @@ def test_smote_run_trains_on_a_set_balanced_to_the_majority(dense_comparison):
         assert runs[method]["train_counts"] == runs[method]["class_counts"] == sizes
 
 
+@pytest.mark.slow
 def test_gamo_without_discriminator_saves_no_discriminator(dense_comparison):
     _, _, runs = dense_comparison
     saved = {method: {p.name for p in (ROOT / run["run_dir"]).glob(f"gamo_models_{STEPS}/*")}
@@ -137,6 +141,7 @@ def test_gamo_without_discriminator_saves_no_discriminator(dense_comparison):
     assert saved["baseline"] == saved["smote"] == {f"MLP_{STEPS}.keras"}
 
 
+@pytest.mark.slow
 def test_finished_runs_are_reused_when_the_command_is_given_again(dense_comparison, capsys):
     out, args, runs = dense_comparison
     again = reproduce.main(args)
@@ -145,6 +150,7 @@ def test_finished_runs_are_reused_when_the_command_is_given_again(dense_comparis
     assert len(json.loads((out / "digits.json").read_text())["runs"]) == len(METHODS)
 
 
+@pytest.mark.slow
 def test_convolutional_methods_stop_at_the_same_step_inside_a_round(digits_csvs, tmp_path, conv_run):
     # 150 rows: 5 batches, 10 steps a round; every method stops at step 16, inside the second.
     runs = reproduce.main(reproduce_args(digits_csvs, tmp_path, "fmnist", ["baseline", "smote"], 16, "conv"))
@@ -155,6 +161,7 @@ def test_convolutional_methods_stop_at_the_same_step_inside_a_round(digits_csvs,
         assert (ROOT / run["run_dir"] / "gamo_models_16" / "Conv_16.keras").is_file()
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_reported_in_one_line_naming_its_log(digits_csvs, tmp_path):
     train, _ = digits_csvs
     bad_test = tmp_path / "bad_testData.csv"
@@ -165,6 +172,7 @@ def test_a_failed_run_is_reported_in_one_line_naming_its_log(digits_csvs, tmp_pa
         reproduce.main(args)
 
 
+@pytest.mark.slow
 def test_relabelled_class_order_matches_the_recorded_class_sizes(digits_csvs, dense_comparison):
     # The TPR plot puts TPR k at class_counts[k]: both must be in the relabelled order.
     _, labels = read_labelled_csv(digits_csvs[0])

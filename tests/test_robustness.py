@@ -48,13 +48,16 @@ def finish(args):
     return result
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_record_as_an_uninterrupted_one(digits_csvs, tmp_path):
     # Without XLA, to keep the test short: three processes would each compile it.
     finish(dense_args(digits_csvs, tmp_path / "whole", "--no-jit"))
     killed = tmp_path / "killed"
     process = start(dense_args(digits_csvs, killed, "--no-jit"))
     wait_for(killed, "checkpoints/step_*", process)
-    time.sleep(random.Random().uniform(0, 1.0))       # a random step after the first checkpoint
+    delay = random.Random(SEED).uniform(0, 1.0)       # a step after the first checkpoint, repeatable
+    print(f"killing {delay:.3f} s after the first checkpoint")
+    time.sleep(delay)
     process.kill()
     process.communicate()
     assert not (killed / "Results.npz").exists(), "the run ended before it was killed"
@@ -75,6 +78,7 @@ def interrupted(digits_csvs, tmp_path_factory):
     return out, process.returncode, stderr
 
 
+@pytest.mark.slow
 def test_sigint_writes_a_checkpoint_and_partial_results_then_exits_130(interrupted):
     out, returncode, stderr = interrupted
     assert returncode == 130
@@ -86,6 +90,7 @@ def test_sigint_writes_a_checkpoint_and_partial_results_then_exits_130(interrupt
     assert np.load(out / "Results.npz")["acsa"].shape == ()
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused(interrupted, digits_csvs):
     out, _, _ = interrupted
     result = subprocess.run([sys.executable, str(ROOT / "dense_gamo_main.py"),
@@ -110,6 +115,7 @@ def loads(path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.read_bytes()[-8:-4] == b"IEND"
 
 
+@pytest.mark.slow
 def test_no_file_is_ever_half_written_when_killed_while_saving(digits_csvs, tmp_path):
     rng = random.Random(SEED)
     for trial in range(2):
