@@ -434,37 +434,46 @@ class Pass(NamedTuple):
     slices: list
 
 
-def train(run, passes, after_batch=None):
-    """The whole schedule of a run: batches from `passes` (an iterator of Pass)
-    until step reaches --steps; an evaluation at every eval_every steps, the
-    models and a checkpoint at every save_every; then the final outputs.
+def batches(passes, step, steps):
+    """(rows, one-hot labels) of every batch from `step` to `steps` (2 per batch),
+    pass after pass from `passes` (an iterator of Pass); a run resumed at `step`
+    continues with the batch after its checkpoint. A pass is asked for only
+    when one more batch is due."""
+    while step < steps:
+        rows, onehot, slices = next(passes)
+        for batch in slices[(step // 2) % len(slices):]:
+            yield rows[batch], onehot[batch]
+            step += 2
+            if step >= steps:
+                return
 
-    A resumed run continues with the batch after its checkpoint. Ctrl-C (SIGINT)
-    or SIGTERM: the current batch ends, a checkpoint and the results so far are
-    written, and the process exits with 130 (143). after_batch(run), if given,
-    is called after every batch (monitoring).
+
+def train(run, passes, after_batch=None):
+    """The whole schedule of a run: the batches of `passes` until step reaches
+    --steps; an evaluation at every eval_every steps, the models and a
+    checkpoint at every save_every; then the final outputs.
+
+    Ctrl-C (SIGINT) or SIGTERM: the current batch ends, a checkpoint and the
+    results so far are written, and the process exits with 130 (143).
+    after_batch(run), if given, is called after every batch (monitoring).
     """
     s = run.settings
     progress = progress_bar(math.ceil(s.steps / 2), done=run.step // 2)
     with checkpointed_stop(run.stopped) as stop:
-        while run.step < s.steps:
-            rows, onehot, slices = next(passes)
-            for batch in slices[(run.step // 2) % len(slices):]:
-                run.learner.train_on_batch(rows[batch], onehot[batch], run.rng)
-                progress.update(1)
-                if run.step % s.eval_every == 0:
-                    run.evaluate_and_report(run.step // s.eval_every, progress)
-                save_now = run.step % s.save_every == 0 and run.step != 0
-                if save_now:
-                    run.save_models()
-                run.step += 2
-                if after_batch is not None:
-                    after_batch(run)
-                if save_now or stop.signum:
-                    run.save_checkpoint()
-                stop.raise_if_asked()
-                if run.step >= s.steps:
-                    break
+        for rows, onehot in batches(passes, run.step, s.steps):
+            run.learner.train_on_batch(rows, onehot, run.rng)
+            progress.update(1)
+            if run.step % s.eval_every == 0:
+                run.evaluate_and_report(run.step // s.eval_every, progress)
+            save_now = run.step % s.save_every == 0 and run.step != 0
+            if save_now:
+                run.save_models()
+            run.step += 2
+            if after_batch is not None:
+                after_batch(run)
+            if save_now or stop.signum:
+                run.save_checkpoint()
+            stop.raise_if_asked()
     progress.close()
     return run.finish()
 

@@ -129,6 +129,7 @@ def test_generator_batch_has_ceil_batch_over_classes_rows_per_class(small_game):
     assert noise.class_labels[2].argmax(axis=1).tolist() == [2, 2]
 
 
+@pytest.mark.slow
 def test_the_step_is_traced_once_for_full_and_shorter_batches(small_game):
     gamo, features, labels, rng = small_game
     onehot = one_hot(labels, 4)

@@ -128,7 +128,8 @@ def test_every_update_steps_one_counter_shared_by_all_states_as_keras_2_2_adam()
 
 def test_standard_adam_gives_each_state_its_own_count_with_keras_3_adam():
     gamo, features, labels = small_game(dense_net.AdamStates(0.01, 0.5, shared_counter=False))
-    play(gamo, features, labels, batches=2)
+    with eager_steps():
+        play(gamo, features, labels, batches=2)
     assert isinstance(gamo.opt_classifier, keras.optimizers.Adam)
     assert all(isinstance(s, dense_net.FlatAdam) for s in gamo.opt_against.values())
     assert gamo.adam.variables == []
@@ -179,7 +180,8 @@ def frozen_game_draws(reference_batchnorm, batches):
     `batches` batches, and every batch's generator draws."""
     gamo, features, labels = small_game(dense_net.AdamStates(0.0, 0.5),
                                         reference_batchnorm=reference_batchnorm)
-    play(gamo, features, labels, batches)
+    with eager_steps():
+        play(gamo, features, labels, batches)
     rng = np.random.default_rng(1)
     return gamo, [gamo.draw(rng, BATCH) for _ in range(batches)]
 

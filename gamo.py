@@ -1,0 +1,301 @@
+"""GAMO for scikit-learn and imbalanced-learn users: a classifier and an over-sampler.
+
+    from gamo import GamoClassifier, GamoSampler
+
+GamoClassifier plays GAMO's game (dense_gamo_main's Gamo and compiled step,
+the scripts' defaults) on any 2-D numeric X and any labels; its classifier M
+predicts, and its generator draws new minority samples (`sample`).
+GamoSampler is an imbalanced-learn over-sampler: `fit_resample` trains GAMO on
+(X, y) and adds generated rows for every class its `sampling_strategy` asks
+for, so it goes into an `imblearn.pipeline.Pipeline` like SMOTE.
+
+Classes are ordered by size as in the scripts (the smallest first); every
+class smaller than the largest gets an instance generation unit. Fitting calls
+keras.utils.set_random_seed(random_state), as the scripts do, so that a seed
+gives the script's run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import numbers
+import warnings
+
+import numpy as np
+from imblearn.over_sampling.base import BaseOverSampler
+from scipy import sparse
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from dense_suppli import Imbalance, import_tensorflow_quietly, one_hot, progress_bar, relabel_by_size
+
+import_tensorflow_quietly()   # before Keras, which imports TensorFlow
+
+import keras  # noqa: E402
+
+import dense_net  # noqa: E402
+from dense_gamo_main import ClassifierOnly, Gamo, Pass, batches  # noqa: E402
+
+PIXEL_CENTRE = 127.5
+
+GAMO_PARAMETERS = {
+    "steps": [Interval(numbers.Integral, 1, None, closed="left")],
+    "epochs": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+    "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
+    "learning_rate": [Interval(numbers.Real, 0, None, closed="left")],
+    "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
+    "use_discriminator": ["boolean"],
+    "classifier_only": ["boolean"],
+    "standard_adam": ["boolean"],
+    "standard_batchnorm": ["boolean"],
+    "scaling": [StrOptions({"standard", "pixels"}), None],
+    "jit": ["boolean"],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
+
+
+class GamoClassifier(ClassifierMixin, BaseEstimator):
+    """GAMO's classifier M, trained in GAMO's three-player game.
+
+    Parameters (the reference's defaults where they apply)
+    ----------
+    steps : int, default=50000
+        The reference's max_step: 2 per batch, so steps / 2 batches; each batch
+        updates M twice (real and generated rows).
+    epochs : int or None, default=None
+        If given, train for this many passes over X instead (steps = 2 x batches).
+    batch_size, latent_dim, learning_rate, beta_1 : the game's settings
+        (32, 100, 0.0002, 0.5).
+    use_discriminator : bool, default=True
+        False gives the paper's GAMO-without-D ablation.
+    classifier_only : bool, default=False
+        True trains M alone on the real rows, one update per batch (the paper's
+        baseline, the scripts' --classifier-only): steps / 2 updates.
+    standard_adam, standard_batchnorm : bool, default=False
+        Keras 3's arithmetic instead of the reference's (Keras 2.2's shared Adam
+        step counter; per-call-site BatchNorm statistics in the generator).
+    scaling : {"standard", "pixels"} or None, default="standard"
+        "standard": zero mean and unit variance per feature (for tabular data);
+        "pixels": the reference's (x - 127.5) / 127.5 for 0-255 pixels; None: as given.
+    jit : bool, default=True
+        Compile the step with XLA (slower to start, faster per batch).
+    random_state : int, RandomState or None
+        Seeds weights, shuffling and noise; the same int gives the same model.
+    verbose : bool or int, default=False
+        Show a progress bar while fitting.
+    """
+
+    _parameter_constraints = dict(GAMO_PARAMETERS)
+
+    def __init__(self, *, steps=50000, epochs=None, batch_size=32, latent_dim=dense_net.LATENT_DIM,
+                 learning_rate=0.0002, beta_1=0.5, use_discriminator=True, classifier_only=False,
+                 standard_adam=False, standard_batchnorm=False, scaling="standard", jit=True,
+                 random_state=None, verbose=False):
+        self.steps = steps
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.latent_dim = latent_dim
+        self.learning_rate = learning_rate
+        self.beta_1 = beta_1
+        self.use_discriminator = use_discriminator
+        self.classifier_only = classifier_only
+        self.standard_adam = standard_adam
+        self.standard_batchnorm = standard_batchnorm
+        self.scaling = scaling
+        self.jit = jit
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        """Play GAMO's game on (X, y); returns self."""
+        self._validate_params()
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        self.classes_, encoded = np.unique(y, return_inverse=True)
+        check_class_sizes(self.classes_, encoded)
+        internal, _, order = relabel_by_size(encoded, encoded)     # 0 is the smallest class, as the scripts
+        self.class_order_ = order                                   # internal class -> index in classes_
+        self.scaler_ = fitted_scaler(self.scaling, X)
+        x = np.asarray(self.scaler_.transform(X), dtype=np.float32)
+        seed = integer_seed(self.random_state)
+        learner = self._play(x, internal, seed)
+        alone = isinstance(learner, ClassifierOnly)
+        self.classifier_ = learner.classifier if alone else learner.players.classifier
+        self.generator_ = None if alone else learner.players           # trunk, IGUs: for sample()
+        self.minority_classes_ = self.classes_[order[list(self.generator_.igus)]] if not alone else \
+            self.classes_[:0]
+        self.sample_rng_ = np.random.default_rng([seed, 2])
+        return self
+
+    def _play(self, x, labels, seed):
+        """The scripts' run without its files: seed, networks, one shuffle, the batches."""
+        imbalance = Imbalance(np.bincount(labels))
+        keras.utils.set_random_seed(seed)
+        adam = dense_net.AdamStates(self.learning_rate, self.beta_1, shared_counter=not self.standard_adam)
+        if self.classifier_only or imbalance.minority.size == 0:
+            if not self.classifier_only:
+                warnings.warn("every class is as large as the largest: nothing to oversample; "
+                              "training the classifier alone", UserWarning, stacklevel=3)
+            classifier = dense_net.build_classifier(x.shape[1], imbalance.num_classes, name="MLP")
+            learner = ClassifierOnly(classifier, adam=adam, jit=self.jit)
+        else:
+            learner = Gamo(x.shape[1], imbalance, self.latent_dim, self.batch_size, adam,
+                           reference_batchnorm=not self.standard_batchnorm,
+                           use_discriminator=self.use_discriminator, jit=self.jit)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(labels))
+        x, labels = x[order], labels[order]
+        if isinstance(learner, Gamo):
+            learner.players.set_class_points(x, labels)
+        slices = [slice(start, start + self.batch_size) for start in range(0, len(labels), self.batch_size)]
+        steps = 2 * self.epochs * len(slices) if self.epochs else self.steps
+        progress = progress_bar(math.ceil(steps / 2)) if self.verbose else None
+        passes = itertools.repeat(Pass(x, one_hot(labels, imbalance.num_classes), slices))
+        for rows, onehot in batches(passes, 0, steps):
+            learner.train_on_batch(rows, onehot, rng)
+            if progress is not None:
+                progress.update(1)
+        if progress is not None:
+            progress.close()
+        return learner
+
+    def predict_proba(self, X):
+        """M's softmax outputs, one column per class of classes_."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        x = np.asarray(self.scaler_.transform(X), dtype=np.float32)
+        outputs = np.concatenate([keras.ops.convert_to_numpy(self.classifier_(x[start:start + 4096],
+                                                                               training=False))
+                                  for start in range(0, len(x), 4096)]) if len(x) else \
+            np.zeros((0, len(self.classes_)), np.float32)
+        probabilities = np.empty_like(outputs)
+        probabilities[:, self.class_order_] = outputs
+        return probabilities
+
+    def predict(self, X):
+        probabilities = self.predict_proba(X)
+        return self.classes_[np.argmax(probabilities, axis=1)]
+
+    def sample(self, class_label, n):
+        """n new samples of a minority class from the trained generator (inference
+        mode), in the units of X: convex combinations of the class's training rows."""
+        check_is_fitted(self)
+        if class_label not in set(self.minority_classes_.tolist()):
+            raise ValueError(f"class_label: expected one of the classes GAMO oversamples "
+                             f"{self.minority_classes_.tolist()}, got {class_label!r}")
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"n: expected a number of samples >= 0, got {n}")
+        internal = int(np.flatnonzero(self.classes_[self.class_order_] == class_label)[0])
+        players = self.generator_
+        noise = self.sample_rng_.standard_normal((n, players.latent_dim)).astype(np.float32)
+        generated = players.generated(internal, noise, one_hot(np.full(n, internal), players.num_classes),
+                                      training=False)
+        return self.scaler_.inverse_transform(keras.ops.convert_to_numpy(generated).astype(np.float64))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+class GamoSampler(BaseOverSampler):
+    """Over-sample with GAMO: train GamoClassifier's game on (X, y), then add
+    generated rows of every class that `sampling_strategy` asks for.
+
+    sampling_strategy means what it means for imbalanced-learn's samplers
+    ("auto", "minority", "not majority", "all", a float for binary problems, a
+    dict or a callable); only classes smaller than the largest can be
+    generated. The other parameters are GamoClassifier's. The trained game is
+    kept as `estimator_`.
+    """
+
+    _parameter_constraints = {**BaseOverSampler._parameter_constraints,
+                              **{k: v for k, v in GAMO_PARAMETERS.items() if k != "classifier_only"}}
+
+    def __init__(self, *, sampling_strategy="auto", random_state=None, steps=50000, epochs=None,
+                 batch_size=32, latent_dim=dense_net.LATENT_DIM, learning_rate=0.0002, beta_1=0.5,
+                 use_discriminator=True, standard_adam=False, standard_batchnorm=False, scaling="standard",
+                 jit=True, verbose=False):
+        super().__init__(sampling_strategy=sampling_strategy)
+        self.random_state = random_state
+        self.steps = steps
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.latent_dim = latent_dim
+        self.learning_rate = learning_rate
+        self.beta_1 = beta_1
+        self.use_discriminator = use_discriminator
+        self.standard_adam = standard_adam
+        self.standard_batchnorm = standard_batchnorm
+        self.scaling = scaling
+        self.jit = jit
+        self.verbose = verbose
+
+    def _fit_resample(self, X, y):
+        dense = X.toarray() if sparse.issparse(X) else X
+        params = {name: getattr(self, name) for name in GAMO_PARAMETERS if name != "classifier_only"}
+        self.estimator_ = GamoClassifier(**params).fit(dense, y)
+        new_rows, new_labels = [], []
+        for class_label, count in self.sampling_strategy_.items():
+            if count > 0:
+                new_rows.append(self.estimator_.sample(class_label, count).astype(X.dtype))
+                new_labels.append(np.full(count, class_label, dtype=y.dtype))
+        if not new_rows:
+            return X, y
+        if sparse.issparse(X):
+            resampled = sparse.vstack([X, *map(sparse.csr_matrix, new_rows)], format=X.format)
+        else:
+            resampled = np.vstack([X, *new_rows])
+        return resampled, np.concatenate([y, *new_labels])
+
+
+# ---------------------------------------------------------------- helpers
+
+def check_class_sizes(classes, encoded):
+    """GAMO needs 2 or more classes, each with 2 or more rows (a convex combination
+    of one point is that point, and an IGU of one point learns nothing)."""
+    if classes.size < 2:
+        raise ValueError(f"y: expected at least 2 classes, got 1 class ({classes[0].tolist()!r})")
+    counts = np.bincount(encoded)
+    if counts.min() < 2:
+        raise ValueError(f"y: expected at least 2 rows in every class, got {counts.min()} in class "
+                         f"{classes[np.argmin(counts)].tolist()!r}")
+
+
+class PixelScaler:
+    """The reference's (x - 127.5) / 127.5 and its inverse."""
+
+    def transform(self, X):
+        return (np.asarray(X, dtype=np.float32) - PIXEL_CENTRE) / PIXEL_CENTRE
+
+    def inverse_transform(self, X):
+        return np.asarray(X) * PIXEL_CENTRE + PIXEL_CENTRE
+
+
+class Unscaled:
+    def transform(self, X):
+        return X
+
+    def inverse_transform(self, X):
+        return X
+
+
+def fitted_scaler(scaling, X):
+    if scaling == "standard":
+        return StandardScaler().fit(X)
+    return PixelScaler() if scaling == "pixels" else Unscaled()
+
+
+def integer_seed(random_state):
+    """An int seed for Keras and NumPy: random_state itself if it is one."""
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
