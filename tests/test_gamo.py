@@ -159,3 +159,26 @@ def test_the_estimator_and_the_script_are_one_implementation(digits_csvs, tmp_pa
     _, _, by_size = relabel_by_size(y, y_test)                 # the script's class order
     np.testing.assert_array_equal(confusion_matrix(y_test, predicted, labels=by_size), script["confMat"])
     assert balanced_accuracy_score(y_test, predicted) == pytest.approx(float(script["acsa"]), abs=1e-12)
+
+
+@pytest.mark.slow
+def test_the_tabular_comparison_writes_its_table_json_and_plot(tmp_path):
+    import importlib.util
+    import json
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("tabular", ROOT / "bench" / "tabular.py")
+    tabular = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tabular)
+    tf.config.run_functions_eagerly(False)
+    results = tabular.main(["--datasets", "breast-cancer", "--arms", "M,SMOTE + M,GamoClassifier",
+                            "--updates", "4", "--seeds", "0", "--folds", "2", "--no-jit", "--out-dir", str(tmp_path)])
+    assert [r["arm"] for r in results] == ["M", "SMOTE + M", "GamoClassifier"]
+    assert all(len(r["folds"]) == 2 and 0 <= r["folds"][0]["acsa"] <= 1 for r in results)
+    assert results[0]["class_counts"] == [35, 357]                  # malignant cut to IR 10
+    stored = json.loads((tmp_path / "tabular.json").read_text())
+    assert stored["updates"] == 4 and len(stored["results"]) == 3
+    table = (tmp_path / "tabular.md").read_text()
+    assert "| breast-cancer | GamoClassifier |" in table
+    assert (tmp_path / "tabular.png").stat().st_size > 1000
