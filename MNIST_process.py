@@ -14,6 +14,7 @@ import argparse
 import gzip
 import pickle
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from dense_suppli import (
     InputError,
     atomic_path,
     integer_labels,
+    one_line,
     prepare_output_dir,
     read_numeric_csv,
     run_cli,
@@ -98,11 +100,12 @@ def read_idx(path, expected_ndim):
     try:
         with _open_maybe_gzipped(path) as handle:
             data = handle.read()
-    except (OSError, EOFError) as error:
-        raise InputError(f"{path}: cannot read ({error})") from None
-    if len(data) < 4 or data[0:2] != b"\0\0" or data[2] != 0x08 or data[3] != expected_ndim:
+    except (OSError, EOFError, zlib.error) as error:
+        raise InputError(f"{path}: cannot read ({one_line(error)})") from None
+    header = 4 + 4 * expected_ndim
+    if len(data) < header or data[0:2] != b"\0\0" or data[2] != 0x08 or data[3] != expected_ndim:
         raise InputError(f"{path}: not an IDX file of unsigned bytes with {expected_ndim} dimensions")
-    shape = struct.unpack(f">{expected_ndim}I", data[4:4 + 4 * expected_ndim])
+    shape = struct.unpack(f">{expected_ndim}I", data[4:header])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * expected_ndim)
     if body.size != int(np.prod(shape)):
         raise InputError(f"{path}: truncated (header says {shape})")

@@ -7,7 +7,7 @@ DEMO_DIR ?= demo
 DEMO_STEPS ?= 6000
 FASHION_DEB_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test lint bench venv clean
+.PHONY: demo test quick fuzz lint bench venv clean
 
 venv: $(STAMP)
 
@@ -42,8 +42,16 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest
 
+# The inner loop: everything but the whole trainings and new processes (under a minute).
+quick: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+# Many more fuzzed inputs than `make test` tries, freshly drawn, with Hypothesis' statistics.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_fuzz.py --hypothesis-show-statistics
+
 bench: $(STAMP)
 	$(PY) bench/speed.py
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache .hypothesis

@@ -15,10 +15,12 @@ import math
 import os
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -30,13 +32,28 @@ class InputError(Exception):
     """A problem with the user's input; reported as one line, exit status 2."""
 
 
+class WriteError(Exception):
+    """An output that could not be written (disk full, permission lost); reported
+    as one line, exit status 1. Finished files and the previous checkpoint stay."""
+
+
 def run_cli(main, argv=None):
-    """Run a script's main(argv); turn input errors into one line and exit 2."""
+    """Run a script's main(argv); turn input errors into one line and exit 2,
+    failed writes into one line and exit 1."""
     try:
         return main(argv)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except WriteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+def one_line(error):
+    """An exception's message as one line."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
 
 
 def import_tensorflow_quietly():
@@ -77,16 +94,18 @@ def atomic_path(path):
     matplotlib pick the format from it); on failure it is removed, so a
     half-written file never appears under the final name.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
+    except OSError as error:
+        raise WriteError(f"{path}: cannot write ({error.strerror or one_line(error)})") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 
@@ -144,32 +163,39 @@ def _looks_numeric(cell):
 def read_numeric_csv(path, expected_columns=None):
     """Read a comma-separated table of numbers; skip one header row, with a note.
 
-    Raises InputError naming the file for a missing file, an empty file,
-    non-numeric cells, rows of different lengths or NaN / infinite values.
+    Raises InputError naming the file for a missing file, a file that is not
+    UTF-8 text, an empty file, non-numeric cells, rows of different lengths or
+    NaN / infinite values.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
-    with open(path) as handle:
-        first = handle.readline()
-    if not first.strip():
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror or one_line(error)})") from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), None)
+    if first is None:
         raise InputError(f"{path}: file is empty")
-    cells = first.strip().split(",")
     skip = 0
-    if not any(_looks_numeric(cell) for cell in cells):
+    if not any(_looks_numeric(cell) for cell in first.strip().split(",")):
         # A row with no number at all is a header; a row with some bad cells
         # is data, and the parser below names the bad cell.
         print(f"note: {path}: skipping header row", file=sys.stderr)
-        skip = 1
+        skip = lines.index(first) + 1
+    rows = [line for line in lines[skip:] if line.strip()]
+    if not rows:
+        raise InputError(f"{path}: no data rows")
     try:
-        table = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
+        table = np.loadtxt(rows, delimiter=",", ndmin=2, dtype=np.float64, comments=None)
     except ValueError as error:
-        reason = str(error).splitlines()[0]
+        reason = one_line(error)
         if "could not convert" in reason:
             reason = "non-numeric cell: " + reason
         raise InputError(f"{path}: {reason}") from None
-    if table.size == 0:
-        raise InputError(f"{path}: no data rows")
     if expected_columns is not None and table.shape[1] != expected_columns:
         raise InputError(
             f"{path}: expected {expected_columns} columns, found {table.shape[1]}")
@@ -183,6 +209,8 @@ def integer_labels(values, path, allowed=None):
     """Check that a label column holds integers (within `allowed`, if given)."""
     if not np.array_equal(values, np.round(values)):
         raise InputError(f"{path}: labels must be integers")
+    if np.abs(values).max() >= 2 ** 31:
+        raise InputError(f"{path}: label {values[np.argmax(np.abs(values))]:g} out of range")
     labels = values.astype(np.int64)
     if allowed is not None:
         bad = labels[~np.isin(labels, allowed)]
@@ -543,8 +571,10 @@ def settings_from(args, cls):
 
 
 def comparable(settings):
-    """Settings as JSON values, for checkpoints and for comparing with them."""
-    return json.loads(json.dumps(asdict(settings), default=str))
+    """Settings as JSON values, for checkpoints and for comparing with them (without
+    --resume, which does not change a run)."""
+    values = json.loads(json.dumps(asdict(settings), default=str))
+    return {name: value for name, value in values.items() if name not in NOT_COMPARED_ON_RESUME}
 
 
 def claim_output_dir(settings):
@@ -552,7 +582,8 @@ def claim_output_dir(settings):
 
     A run with the same settings may write there again (or resume); a run with
     other settings (say the convolutional script where the dense one wrote)
-    would mix its files with the other run's.
+    would mix its files with the other run's. A new run marks the folder as
+    its own in settings.json; a resumed one changes nothing until it trains.
     """
     out_dir = prepare_output_dir(settings.out_dir)
     path = out_dir / "settings.json"
@@ -560,14 +591,18 @@ def claim_output_dir(settings):
     if path.is_file():
         try:
             theirs = json.loads(path.read_text())
-        except ValueError:
-            theirs = {}
+            if not isinstance(theirs, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as error:
+            raise InputError(f"{path}: not the settings of a run ({one_line(error)}); pass another "
+                             "--out-dir or remove that folder") from None
         for name, value in mine.items():
             if name not in NOT_COMPARED_ON_RESUME and theirs.get(name, "(not set)") != value:
                 raise InputError(f"{out_dir}: holds the outputs of another run ({name} = "
                                  f"{theirs.get(name, '(not set)')!r} there, {value!r} here); "
                                  "pass another --out-dir or remove that folder")
-    save_json(path, {**mine, "status": "running"})
+    if not settings.resume:
+        save_json(path, {**mine, "status": "running"})
     return out_dir
 
 
@@ -575,50 +610,99 @@ def claim_output_dir(settings):
 
 def write_checkpoint(root, number, variables, state, arrays, keep=2):
     """Write <root>/step_<number>/ (variables.npz, arrays.npz, state.json) into a
-    temporary folder, then rename it; keep the newest `keep` checkpoints."""
+    temporary folder, then rename it; keep the newest `keep` checkpoints. A
+    failed write leaves the earlier checkpoints as they were (WriteError)."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{number}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step_{number}-", dir=root))
+    final, tmp = root / f"step_{number}", None
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step_{number}-", dir=root))
         write_npz(tmp / "variables.npz", {f"arr_{i}": np.asarray(v) for i, v in enumerate(variables)})
         write_npz(tmp / "arrays.npz", arrays)
         (tmp / "state.json").write_text(json.dumps(state))
+        os.chmod(tmp, 0o777 & ~_UMASK)   # mkdtemp makes 0700; give the usual mode
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+    except OSError as error:
+        reason = error.strerror or one_line(error)
+        raise WriteError(f"{final}: cannot write the checkpoint ({reason})") from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     for _, old in sorted(checkpoints_in(root))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def read_checkpoint(root, settings, variables):
-    """Load the newest complete checkpoint into `variables` (anything with
-    .shape and .assign); return (folder, state, arrays).
+class DamagedCheckpoint(Exception):
+    """A checkpoint folder that cannot be used as it is."""
 
-    Refuses, in one line, a checkpoint written with other settings or for
-    other networks, before anything is assigned.
+
+# What reading a damaged .npz or .json file, or checking its content, can raise.
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile,
+              NotImplementedError, RuntimeError, MemoryError, OverflowError, zlib.error, struct.error)
+
+
+def read_checkpoint(root, settings, variables, check=None):
+    """Load the newest usable checkpoint in `root` into `variables`; return
+    (folder, state, arrays).
+
+    `variables` is a list of things with .shape and .assign, or a function of
+    the checkpoint's state giving that list; check(state, arrays), if given,
+    raises KeyError, ValueError or TypeError for content that does not fit.
+    Every file is read and checked before anything is assigned. A damaged
+    checkpoint is reported in one line and the one before it tried. None
+    usable, or one written with other settings: InputError, nothing changed.
     """
-    found = sorted(checkpoints_in(root))
+    found = sorted(checkpoints_in(root), reverse=True)
     if not found:
         raise InputError(f"{root}: no checkpoint to resume from")
-    folder = found[-1][1]
-    state = json.loads((folder / "state.json").read_text())
+    damaged = []
+    for _, folder in found:
+        try:
+            state, targets, values, arrays = load_checkpoint(folder, settings, variables, check)
+        except DamagedCheckpoint as damage:
+            print(f"warning: {folder}: damaged ({damage}); trying the checkpoint before it", file=sys.stderr)
+            damaged.append(f"{folder.name}: {damage}")
+            continue
+        for variable, value in zip(targets, values):
+            variable.assign(value)
+        return folder, state, arrays
+    raise InputError(f"{root}: no usable checkpoint ({'; '.join(damaged)}); nothing was changed")
+
+
+def load_checkpoint(folder, settings, variables, check):
+    """Every file of one checkpoint, read and checked: (state, variables, their values, arrays)."""
+    try:
+        state = json.loads((folder / "state.json").read_text())
+        if not isinstance(state, dict) or not isinstance(state.get("settings"), dict):
+            raise ValueError("no settings in state.json")
+    except (OSError, ValueError) as error:
+        raise DamagedCheckpoint(f"state.json: {one_line(error)}") from None
     mine = comparable(settings)
     for name, value in state["settings"].items():
         if name not in NOT_COMPARED_ON_RESUME and mine.get(name) != value:
             raise InputError(f"{folder}: the checkpoint has {name} = {value!r}, this run "
                              f"{mine.get(name)!r}; use the checkpoint's settings to resume")
-    with np.load(folder / "variables.npz") as stored:
-        values = [stored[f"arr_{index}"] for index in range(len(stored.files))]
-    if [value.shape for value in values] != [tuple(variable.shape) for variable in variables]:
-        raise InputError(f"{folder}: does not match these networks (written by another version?)")
-    for variable, value in zip(variables, values):
-        variable.assign(value)
-    with np.load(folder / "arrays.npz") as stored:
-        arrays = {key: stored[key] for key in stored.files}
-    return folder, state, arrays
+    try:
+        targets = variables(state) if callable(variables) else variables
+        values = read_npz(folder / "variables.npz")
+        values = [values[f"arr_{index}"] for index in range(len(values))]
+        if [value.shape for value in values] != [tuple(target.shape) for target in targets]:
+            raise ValueError("does not match these networks (written by another version?)")
+        arrays = read_npz(folder / "arrays.npz")
+        if check is not None:
+            check(state, arrays)
+    except UNREADABLE as error:
+        reason = f"missing {error}" if isinstance(error, KeyError) else one_line(error)
+        raise DamagedCheckpoint(reason) from None
+    return state, targets, values, arrays
+
+
+def read_npz(path):
+    """Every array of an .npz file, read in full (no pickled objects)."""
+    with np.load(path, allow_pickle=False) as stored:
+        return {key: stored[key] for key in stored.files}
 
 
 def checkpoints_in(root):
@@ -636,6 +720,8 @@ def generator_states(*generators):
 
 
 def restore_generators(states, *generators):
+    if not isinstance(states, list) or len(states) != len(generators):
+        raise ValueError(f"expected the states of {len(generators)} random generators")
     for generator, state in zip(generators, states):
         generator.bit_generator.state = state
 
@@ -747,13 +833,23 @@ class Run:
                          self.record.state())
 
     def resume(self):
-        """Continue from the newest complete checkpoint in the output folder."""
+        """Continue from the newest usable checkpoint in the output folder."""
         folder, state, arrays = read_checkpoint(self.out_dir / "checkpoints", self.settings,
-                                                self.learner.state_variables())
+                                                self.learner.state_variables(), self.check_checkpoint)
         self.record.restore(arrays)
         restore_generators(state["generators"], self.rng, self.picture_rng)
         self.step = state["step"]
         print(f"resumed from {folder} at step {self.step}")
+
+    def check_checkpoint(self, state, arrays):
+        """Raise ValueError, KeyError or TypeError if a checkpoint's state or record do not fit this run."""
+        step = state["step"]
+        if not isinstance(step, int) or step < 0 or step % 2 or step > self.settings.steps:
+            raise ValueError(f"step {step!r} is not a step of this run")
+        restore_generators(state["generators"], np.random.default_rng(), np.random.default_rng())
+        for key, expected in self.record.state().items():
+            if arrays[key].shape != expected.shape or arrays[key].dtype != expected.dtype:
+                raise ValueError(f"{key} has shape {arrays[key].shape}, expected {expected.shape}")
 
     def save_results(self):
         save_npz(self.out_dir / "Record.npz", **self.record.arrays)

@@ -13,7 +13,6 @@ images. F is frozen, so each class's features are computed once.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,6 @@ from dense_suppli import (
     atomic_path,
     batch_slices,
     checkpointed_stop,
-    checkpoints_in,
     comparable,
     import_tensorflow_quietly,
     load_dataset,
@@ -48,6 +46,7 @@ import_tensorflow_quietly()   # before Keras, which imports TensorFlow
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import dense_net  # noqa: E402
 import fashion_mnist_gamo2pix_net as nets  # noqa: E402
 from dense_net import AdamStates, update  # noqa: E402
 from fashion_mnist_suppli import to_images  # noqa: E402
@@ -137,10 +136,28 @@ def load_gamo_models(folder, classes):
     loaded = {}
     for key, name in needed.items():
         try:
-            loaded[key] = keras.models.load_model(folder / name)
+            loaded[key] = keras.models.load_model(folder / name, compile=False, safe_mode=True)
         except Exception as error:  # a truncated or foreign file: say which
             raise InputError(f"{folder / name}: cannot load ({type(error).__name__})") from None
-    return GamoModels(loaded.pop("Conv"), loaded.pop("GEN"), loaded)
+    models = GamoModels(loaded.pop("Conv"), loaded.pop("GEN"), loaded)
+    for key, problem in model_problems(models):
+        raise InputError(f"{folder / needed[key]}: {problem}")
+    return models
+
+
+def model_problems(models):
+    """(key, problem) for each loaded model that is not what GAMO2pix needs."""
+    F, G = models.extractor, models.trunk
+    if len(F.inputs) != 1 or len(F.inputs[0].shape) != 4 or len(F.outputs) != 1:
+        yield "Conv", "not a feature extractor (one image input, one feature output)"
+    elif len(G.inputs) != 2 or len(G.outputs) != 1:
+        yield "GEN", "not a generator trunk (inputs noise and label)"
+    else:
+        for k, igu in models.igus.items():
+            layers = [layer for layer in igu.layers if isinstance(layer, dense_net.ConvexCombination)]
+            if len(layers) != 1 or igu.input.shape[-1] != G.output.shape[-1] \
+                    or igu.output.shape[-1] != F.output.shape[-1]:
+                yield k, "not an IGU of this trunk and feature extractor"
 
 
 def gamo_features(models, k, count, rng):
@@ -193,6 +210,7 @@ class PixRun:
         self.adam = AdamStates(settings.lr, settings.beta1, shared_counter=not settings.standard_adam)
         self.position, self.step = 0, 0       # where the run stands: class index, its step
         self.finished = {}                    # class -> (generated images, real images)
+        self.resumed_vae = None
 
     def state_variables(self, vae=None):
         """The run's Adam counter, and the VAE in training if any."""
@@ -210,24 +228,43 @@ class PixRun:
         write_checkpoint(self.checkpoint_root(), number, self.state_variables(vae), state, arrays)
 
     def resume(self):
-        """Where the newest checkpoint stands; between two classes, its state too
-        (inside a class, train_class loads it with the VAE)."""
-        found = sorted(checkpoints_in(self.checkpoint_root()))
-        if not found:
-            raise InputError(f"{self.checkpoint_root()}: no checkpoint to resume from")
-        state = json.loads((found[-1][1] / "state.json").read_text())
-        self.position, self.step = state["position"], state["step"]
-        if self.step == 0:
-            self.restore(None)
-            print(f"resumed from {found[-1][1]}: {self.position} of {len(self.classes)} classes done")
+        """Continue from the newest usable checkpoint: between two classes, or
+        inside one, whose VAE it restores."""
+        built = {}
 
-    def restore(self, vae):
-        folder, state, arrays = read_checkpoint(self.checkpoint_root(), self.settings,
-                                                self.state_variables(vae))
+        def variables_for(state):
+            position, step = state["position"], state["step"]
+            if step == 0:
+                return self.state_variables()
+            built[position] = self.new_vae(self.classes[position])
+            return self.state_variables(built[position])
+
+        folder, state, arrays = read_checkpoint(self.checkpoint_root(), self.settings, variables_for,
+                                                self.check_checkpoint)
+        self.position, self.step = state["position"], state["step"]
         self.rng.bit_generator.state = state["rng"]
         self.finished = {k: (arrays[f"generated_{k}"], arrays[f"real_{k}"])
-                         for k in self.classes if f"generated_{k}" in arrays}
-        return folder
+                         for k in self.classes[:self.position]}
+        self.resumed_vae = built.get(self.position) if self.step else None
+        print(f"resumed from {folder}: {self.position} of {len(self.classes)} classes done, "
+              f"{self.step} steps into the next")
+
+    def check_checkpoint(self, state, arrays):
+        """Raise ValueError, KeyError or TypeError if a checkpoint does not fit this run."""
+        position, step = state["position"], state["step"]
+        if not (isinstance(position, int) and 0 <= position <= len(self.classes) and isinstance(step, int)
+                and 0 <= step <= self.settings.steps and (step == 0 or position < len(self.classes))):
+            raise ValueError(f"class {position!r}, step {step!r} are not a place in this run")
+        np.random.default_rng().bit_generator.state = state["rng"]
+        for k in self.classes[:position]:
+            if arrays[f"generated_{k}"].ndim != 4 or arrays[f"real_{k}"].ndim != 4:
+                raise ValueError(f"the images of class {k} are not images")
+
+    def new_vae(self, k):
+        """Class k's VAE, with the same initial weights whether resumed or not."""
+        keras.utils.set_random_seed(self.settings.seed + k)
+        return ClassVae(self.models.extractor.output.shape[-1], self.image_shape, self.settings,
+                        seed=self.settings.seed + k, adam=self.adam)
 
     def stopped(self):
         return (f"stopped in class {self.classes[self.position]} at step {self.step}: checkpoint in "
@@ -251,10 +288,8 @@ class PixRun:
     def train_class(self, k, images, features, stop, progress):
         """Train class k's VAE; write its pictures, models and generated images."""
         s = self.settings
-        keras.utils.set_random_seed(s.seed + k)        # the same weights, resumed or not
-        vae = ClassVae(features.shape[1], images.shape[1:], s, seed=s.seed + k, adam=self.adam)
-        if self.step > 0:                              # resuming inside this class
-            print(f"resumed from {self.restore(vae)}: class {k} at step {self.step}")
+        vae = self.resumed_vae or self.new_vae(k)
+        self.resumed_vae = None
         pictures, model_dir = self.out_dir / f"Pictures_{k}", self.out_dir / f"models_{k}"
         slices = batch_slices(len(images), s.batch_size)
         while self.step < s.steps:

@@ -7,12 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 SEED = 0
+
+# Property-based tests: a bounded, repeatable number of examples in `make test`;
+# many more, freshly drawn, in `make fuzz`.
+_QUIET = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                    HealthCheck.function_scoped_fixture])
+settings.register_profile("ci", max_examples=40, derandomize=True, database=None, **_QUIET)
+settings.register_profile("fuzz", max_examples=2000, **_QUIET)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # Imbalanced digits: original label -> training rows (IR 8); 20 test rows each.
 DIGITS_TRAIN_COUNTS = {0: 80, 1: 40, 2: 20, 3: 10}
 DIGITS_TEST_PER_CLASS = 20
