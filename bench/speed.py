@@ -155,12 +155,15 @@ class ReferencePattern:
             self.against_d[k].train_on_batch([noise, labels], np.ones((g.rows_per_class, 1)))
 
 
-def new_gamo(x, labels, jit=True, standard=False):
+JIT = True          # False with --smoke: everything compiled without XLA
+
+
+def new_gamo(x, labels, standard=False):
     """GAMO with the reference's numerics, or with --standard-adam --standard-batchnorm."""
     keras.utils.set_random_seed(0)
     gamo = gm.Gamo(x.shape[1], imbalance_of(labels), adam=AdamStates(2e-4, 0.5, shared_counter=not standard),
-                   reference_batchnorm=not standard, jit=jit)
-    gamo.set_class_points(x, labels)
+                   reference_batchnorm=not standard, jit=JIT)
+    gamo.players.set_class_points(x, labels)
     return gamo
 
 
@@ -212,7 +215,8 @@ def compare_game(x, labels, args, name):
 
 
 def compare_feature_epoch(images, labels, epochs):
-    """Seconds per F+M epoch: our compiled step against Keras fit() on F+M."""
+    """Seconds per F+M epoch (our compiled step against Keras' fit() on the
+    reference's F+M model) and per pass of features over the training images."""
     import fashion_mnist_gamo_main as conv
     import fashion_mnist_net as nets
 
@@ -220,14 +224,19 @@ def compare_feature_epoch(images, labels, epochs):
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)
     extractor = nets.build_feature_extractor()
-    classifier = nets.build_classifier(nets.NUM_FEATURES, 10)
-    learner = conv.FeatureLearner(extractor, classifier, AdamStates(2e-4, 0.5), batch_size=32)
+    learner = conv.FeatureGamo(extractor, gm.Gamo(nets.NUM_FEATURES, imbalance_of(labels), jit=JIT),
+                               batch_size=32, jit=JIT)
     learner.epoch(images[:64], onehot[:64], rng)                  # compile
-    ours = []
+    learner.features(images[:2048])
+    ours, features = [], []
     for _ in range(epochs):
         began = time.perf_counter()
         learner.epoch(images, onehot, rng)
         ours.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        learner.features(images)
+        features.append(time.perf_counter() - began)
+    classifier = learner.gamo.players.classifier
     classifier.trainable = False
     joined = keras.Model(extractor.input, classifier(extractor.output))
     joined.compile(keras.optimizers.Adam(2e-4, beta_1=0.5), "mse")
@@ -237,9 +246,10 @@ def compare_feature_epoch(images, labels, epochs):
         began = time.perf_counter()
         joined.fit(images, onehot, batch_size=32, epochs=1, shuffle=True, verbose=0)
         theirs.append(time.perf_counter() - began)
-    print(f"conv F+M epoch: compiled {statistics.median(ours):.2f} s, reference fit() "
-          f"{statistics.median(theirs):.2f} s (median of {epochs})")
-    return statistics.median(ours), statistics.median(theirs), extractor
+    print(f"conv F+M epoch: compiled {statistics.median(ours):.2f} s, Keras 3 fit() "
+          f"{statistics.median(theirs):.2f} s; features of {len(images)} images "
+          f"{statistics.median(features):.2f} s (medians of {epochs})")
+    return statistics.median(ours), statistics.median(theirs), statistics.median(features), extractor
 
 
 def compare_pix_step(images, batches=200, warmup=10):
@@ -249,12 +259,11 @@ def compare_pix_step(images, batches=200, warmup=10):
 
     keras.utils.set_random_seed(0)
     extractor = nets.build_feature_extractor()
-    vae = pix.ClassVae(nets.NUM_FEATURES, images.shape[1:], pix.PixSettings(), seed=0,
+    vae = pix.ClassVae(nets.NUM_FEATURES, images.shape[1:], pix.PixSettings(jit=JIT), seed=0,
                        adam=AdamStates(2e-4, 0.5))
     features = extractor.predict(images, batch_size=1024, verbose=0)
-    recompute = tf.function(lambda batch: vae._train_step(extractor(batch, training=False), batch),
-                            jit_compile=True)
-    cached = time_batches(lambda xb, fb: vae.train_step(fb, xb), images, features, batches, warmup)
+    recompute = tf.function(lambda batch: vae.step(extractor(batch, training=False), batch), jit_compile=JIT)
+    cached = time_batches(lambda xb, fb: vae.compiled_step(fb, xb), images, features, batches, warmup)
     fresh = time_batches(lambda xb, _: recompute(xb), images, features, batches, warmup)
     print(f"gamo2pix VAE step: cached features {median_ms(cached):.2f} ms, recomputing F "
           f"{median_ms(fresh):.2f} ms per batch (median of {batches})")
@@ -289,7 +298,7 @@ def memory_over_a_run(steps=10000):
                            np.column_stack([np.round((x + 1) * 127.5), labels]), fmt="%d", delimiter=",")
         gm.main(["--train", f"{folder}/fMnist_100_trainData.csv", "--test",
                  f"{folder}/fMnist_100_testData.csv", "--out-dir", f"{folder}/run",
-                 "--steps", str(steps)], after_batch=after_batch)
+                 "--steps", str(steps), *([] if JIT else ["--no-jit"])], after_batch=after_batch)
     growth = 100 * (marks[1.0] - marks[0.1]) / marks[0.1]
     print(f"memory over a {steps}-step dense run: peak RSS {marks[0.1]:.0f} MB at 10%, "
           f"{marks[0.5]:.0f} MB at 50%, {marks[1.0]:.0f} MB at 100% (growth 10% -> 100%: {growth:.1f}%)")
@@ -304,9 +313,19 @@ def main(argv=None):
                         help="timed batches, reference call pattern")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=3, help="timed F+M epochs (conv case)")
+    parser.add_argument("--memory-steps", type=int, default=10000, help="steps of the memory case's run")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a quick check that the benchmark runs: a thirtieth of the rows, two "
+                             "timed batches, no XLA; the figures mean nothing")
     args = parser.parse_args(argv)
-
+    global JIT
     x, labels, source = fashion_ir100()
+    if args.smoke:
+        JIT = False
+        args.batches, args.reference_batches, args.warmup, args.epochs, args.memory_steps = 2, 1, 1, 1, 20
+        keep = np.concatenate([np.flatnonzero(labels == k)[:max(4, np.sum(labels == k) // 30)]
+                               for k in np.unique(labels)])
+        x, labels = x[np.sort(keep)], labels[np.sort(keep)]
     print(f"data: {source}: {x.shape[0]} rows x {x.shape[1]} features")
     print(f"devices: {[d.device_type for d in tf.config.list_logical_devices()]}; "
           f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
@@ -320,17 +339,18 @@ def main(argv=None):
                        numerics_ratio=round(default / standard, 3))
     if args.case in ("conv", "all"):
         images = x.reshape(-1, 28, 28, 1)
-        ours, theirs, extractor = compare_feature_epoch(images, labels, args.epochs)
+        ours, theirs, features_s, extractor = compare_feature_epoch(images, labels, args.epochs)
         features = extractor.predict(images, batch_size=1024, verbose=0)
         compiled, reference = compare_game(features, labels, args, "conv")
         figures.update(conv_epoch_s=round(ours, 2), conv_reference_epoch_s=round(theirs, 2),
+                       conv_features_s=round(features_s, 2),
                        conv_compiled_ms=round(compiled, 2), conv_reference_ms=round(reference, 2),
                        conv_speedup=round(reference / compiled, 1))
     if args.case in ("pix", "all"):
-        cached, fresh = compare_pix_step(x[labels == 8].reshape(-1, 28, 28, 1))
+        cached, fresh = compare_pix_step(x[labels == 8].reshape(-1, 28, 28, 1), args.batches, args.warmup)
         figures.update(pix_cached_ms=round(cached, 2), pix_recompute_ms=round(fresh, 2))
     if args.case == "memory":        # a run of its own: not mixed with the timings' models
-        at_10, at_100, growth = memory_over_a_run()
+        at_10, at_100, growth = memory_over_a_run(args.memory_steps)
         figures.update(rss_10pct_mb=round(at_10, 1), rss_100pct_mb=round(at_100, 1),
                        rss_growth_pct=round(growth, 2))
     figures["peak_rss_mb"] = round(peak_rss_mb(), 1)

@@ -179,3 +179,18 @@ def test_relabelled_class_order_matches_the_recorded_class_sizes(digits_csvs, de
     relabelled, _, _ = relabel_by_size(labels, labels)
     _, _, runs = dense_comparison
     assert np.bincount(relabelled).tolist() == runs["gamo"]["class_counts"]
+
+
+@pytest.mark.slow
+def test_the_speed_benchmark_runs_every_case(tmp_path):
+    """bench/speed.py --smoke: every case on a thirtieth of the rows, without XLA."""
+    import subprocess
+
+    for case in ("all", "memory"):
+        result = subprocess.run([sys.executable, str(ROOT / "bench" / "speed.py"), "--case", case, "--smoke"],
+                                capture_output=True, text=True, timeout=900, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        figures = json.loads(result.stdout.strip().splitlines()[-1])
+        expected = {"all": {"speedup", "numerics_ratio", "conv_epoch_s", "conv_features_s", "pix_cached_ms"},
+                    "memory": {"rss_growth_pct"}}[case]
+        assert expected <= set(figures) and figures["peak_rss_mb"] > 0
