@@ -876,6 +876,7 @@ class Run:
             **comparable(self.settings), "method": self.settings.method, "status": "finished",
             "final_step": self.step, "batches": self.step // 2,
             "classifier_updates": self.learner.classifier_updates(), **self.facts, "wall_time_s": wall,
+            "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all cores"),
             "versions": library_versions()})
         test, out = self.latest, self.out_dir
         print(f"final test ACSA {test.acsa:.4f} GM {test.gm:.4f} acc {test.acc:.4f} after {self.step} steps "

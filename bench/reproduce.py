@@ -123,6 +123,15 @@ def build_parser():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--no-jit", action="store_true", help="passed on to the training script")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="runs at a time, each with its share of the cores' threads (default: "
+                             "one per core as memory allows; 1: one after another on every core)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="TensorFlow and BLAS threads of each run (default: the cores divided "
+                             "by --jobs; with --jobs 1, all cores); 0: TensorFlow's own choice")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="send the runs to this Dask scheduler (e.g. tcp://10.0.0.5:8786) instead; "
+                             "its workers need the project and the data at the same paths")
     parser.add_argument("--report-steps", type=comma_list(int), default=[],
                         help="also tabulate test ACSA and GM at these steps (multiples of --eval-every)")
     return parser
@@ -175,61 +184,124 @@ def training_command(args, plan, train, test, folder, job):
     return command
 
 
-def run_child(command, log_path):
-    """Run a training script with its output in `log_path`; return its exit status.
+@dataclass(frozen=True)
+class Launch:
+    """One run to play: its job, the line that names it, its folder, log and command."""
 
-    SIGTERM (and SIGINT) are passed on, so the child writes its checkpoint
-    before it stops instead of being killed.
+    job: Job
+    name: str
+    label: str
+    folder: Path
+    log: Path
+    command: tuple
+    threads: int
+
+
+# A child stopped by a signal: after its checkpoint (128 + signal), or before its handlers (< 0).
+STOPPED = {128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM}
+
+
+def default_jobs():
+    """Runs at a time that use this machine best: one per core (each run's 18 generator
+    updates a batch are a sequential chain that one core serves almost as fast as
+    two), as memory allows (about 2.5 GB a run)."""
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    return max(1, min(os.cpu_count() or 1, int(memory_gb // 2.5)))
+
+
+def thread_environment(threads):
+    """A child's environment: TensorFlow's and BLAS's thread pools limited to `threads` (0: all cores)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if threads:
+        env.update({name: str(threads) for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+                                                     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
+    return env
+
+
+def play_locally(launches, jobs):
+    """Play the launches, `jobs` at a time; yield (launch, status, record) as each ends.
+
+    SIGTERM and SIGINT are passed on to every running child, which writes its
+    checkpoint before it stops; no new run starts, and the process then exits
+    with 128 + the signal.
     """
-    with open(log_path, "a") as log:
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    waiting, running, stop = list(launches), {}, []
 
-        def pass_on(signum, frame):
+    def pass_on(signum, frame):
+        stop.append(signum)
+        for child in running:
             child.send_signal(signum)
 
-        previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            return child.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs and not stop:
+                launch = waiting.pop(0)
+                with open(launch.log, "a") as log:
+                    child = subprocess.Popen(launch.command, stdout=log, stderr=subprocess.STDOUT,
+                                             env=thread_environment(launch.threads))
+                running[child] = launch
+                print(f"{launch.label}: {launch.job.steps} steps"
+                      f"{' (resumed)' if '--resume' in launch.command else ''}, log {launch.log}", flush=True)
+            for child in [child for child in running if child.poll() is not None]:
+                launch = running.pop(child)
+                record = read_run(launch.folder, launch.name, launch.job) if child.returncode == 0 else None
+                yield launch, child.returncode, record
+            time.sleep(0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop:
+        print("stopped; give the same command again to continue", file=sys.stderr)
+        raise SystemExit(128 + stop[0])
+
+
+def play_on_cluster(address, launches):
+    """Play the launches on an existing Dask cluster; yield (launch, status, record) as each ends.
+
+    A worker runs the training command (subprocess.run, nothing of this file),
+    then sends back its output and the run's result files, which are written
+    here as a local run's would be: the workers need the project, its Python
+    and the data at this machine's paths.
+    """
+    from distributed import Client, as_completed
+
+    with Client(address, timeout="30s") as client:
+        futures = {}
+        for launch in launches:
+            limits = [f"{name}={value}" for name, value in thread_environment(launch.threads).items()
+                      if name.endswith("_THREADS") or name == "TF_CPP_MIN_LOG_LEVEL"]
+            futures[client.submit(subprocess.run, ["env", *limits, *launch.command], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, pure=False)] = launch
+            print(f"{launch.label}: {launch.job.steps} steps, sent to {address}", flush=True)
+        for future in as_completed(futures):
+            launch = futures[future]
+            try:
+                completed = future.result()
+                launch.log.write_text(completed.stdout)
+                if completed.returncode == 0:
+                    fetch_results(client, launch.folder)
+                yield launch, completed.returncode, (read_run(launch.folder, launch.name, launch.job)
+                                                     if completed.returncode == 0 else None)
+            except Exception as error:            # the worker itself failed: report, keep the others
+                yield launch, f"error on the worker ({type(error).__name__}: {error})", None
+
+
+def fetch_results(client, folder):
+    """Copy a finished run's result files from the worker that wrote them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("settings.json", "Results.npz", "Record.npz"):
+        content = client.submit(Path.read_bytes, folder / name, pure=False).result()
+        with atomic_path(folder / name) as tmp:
+            Path(tmp).write_bytes(content)
 
 
 def last_line(path):
-    lines = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    try:
+        lines = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log here: it is on the worker)"
     return lines[-1] if lines else "(empty log)"
-
-
-def train(args, plan, name, train_csv, test_csv, job, position):
-    """Train one job unless it has finished before; return its record."""
-    folder = run_folder(args.out_dir, name, job)
-    label = f"[{position}] {name} {job.method} seed {job.seed}"
-    expected = {"train": str(train_csv), "test": str(test_csv), "batch_size": args.batch_size,
-                "eval_every": args.eval_every}
-    if is_finished(folder, expected):
-        record = read_run(folder, name, job)
-        print(f"{label}: finished earlier, test ACSA {record['test']['acsa']:.4f} "
-              f"GM {record['test']['gm']:.4f} ({folder})", flush=True)
-        return record
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    log = folder.with_suffix(".log")
-    command = training_command(args, plan, train_csv, test_csv, folder, job)
-    print(f"{label}: {job.steps} steps{' (resumed)' if '--resume' in command else ''}, log {log}",
-          flush=True)
-    status = run_child(command, log)
-    stopped_by = {128 + signal.SIGINT: signal.SIGINT, 128 + signal.SIGTERM: signal.SIGTERM,
-                  -signal.SIGINT: signal.SIGINT, -signal.SIGTERM: signal.SIGTERM}  # < 0: before its handlers
-    if status in stopped_by:
-        print(f"{label}: stopped; give the same command again to continue", file=sys.stderr)
-        raise SystemExit(128 + stopped_by[status])
-    if status != 0:
-        raise InputError(f"{log}: {job.method} seed {job.seed} failed with exit status {status}: "
-                         f"{last_line(log)}")
-    record = read_run(folder, name, job)
-    print(f"{label}: test ACSA {record['test']['acsa']:.4f} GM {record['test']['gm']:.4f} "
-          f"in {record['wall_time_s']:.0f} s", flush=True)
-    return record
 
 
 def read_run(folder, name, job):
@@ -246,7 +318,8 @@ def read_run(folder, name, job):
             "final_step": settings["final_step"], "batches": settings["batches"],
             "classifier_updates": settings["classifier_updates"],
             "class_counts": settings["class_counts"], "train_counts": settings["train_counts"],
-            "test": test, "wall_time_s": settings["wall_time_s"], "versions": settings["versions"],
+            "test": test, "wall_time_s": settings["wall_time_s"], "threads": settings.get("threads"),
+            "versions": settings["versions"],
             "curve": {"step": steps, "acsa": acsa, "gm": gm}, "run_dir": str(folder)}
 
 
@@ -376,20 +449,59 @@ def write_summaries(out_dir, name, new_runs, steps, report_steps=()):
 
 # ====================================================================== main
 
+def launches_and_finished(args, plan, name, train_csv, test_csv):
+    """The runs still to play, and the records of those that finished before."""
+    jobs = [Job(method, seed, args.steps) for seed in args.seeds for method in args.methods]
+    expected = {"train": str(train_csv), "test": str(test_csv), "batch_size": args.batch_size,
+                "eval_every": args.eval_every}
+    threads = args.threads if args.threads is not None else (
+        0 if args.jobs == 1 else max(1, (os.cpu_count() or 1) // args.jobs))
+    launches, finished = [], {}
+    for index, job in enumerate(jobs, start=1):
+        folder = run_folder(args.out_dir, name, job)
+        label = f"[{index}/{len(jobs)}] {name} {job.method} seed {job.seed}"
+        if is_finished(folder, expected):
+            finished[job] = read_run(folder, name, job)
+            print(f"{label}: finished earlier, test ACSA {finished[job]['test']['acsa']:.4f} "
+                  f"GM {finished[job]['test']['gm']:.4f} ({folder})", flush=True)
+            continue
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        command = tuple(training_command(args, plan, train_csv, test_csv, folder, job))
+        launches.append(Launch(job, name, label, folder, folder.with_suffix(".log"), command, threads))
+    return jobs, launches, finished
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.steps < 1 or args.batch_size < 1 or args.eval_every < 1:
-        raise InputError("--steps, --batch-size and --eval-every: must be positive integers")
+    args.jobs = args.jobs or default_jobs()
+    if min(args.steps, args.batch_size, args.eval_every, args.jobs) < 1 or (args.threads or 0) < 0:
+        raise InputError("--steps, --batch-size, --eval-every and --jobs: must be positive integers; "
+                         "--threads: 0 or more")
     plan = DATASETS[args.dataset]
     name = args.name or args.dataset
     train_csv, test_csv = data_files(args, plan)
-    jobs = [Job(method, seed, args.steps) for seed in args.seeds for method in args.methods]
-    started = time.time()
-    runs = [train(args, plan, name, train_csv, test_csv, job, f"{index}/{len(jobs)}")
-            for index, job in enumerate(jobs, start=1)]
-    summary = write_summaries(args.out_dir, name, runs, args.steps, args.report_steps)
-    print(f"{len(runs)} runs in {time.time() - started:.0f} s\n")
-    print(summary.read_text())
+    jobs, launches, records = launches_and_finished(args, plan, name, train_csv, test_csv)
+    started, failures = time.time(), []
+    outcomes = play_on_cluster(args.cluster, launches) if args.cluster else play_locally(launches, args.jobs)
+    for launch, status, record in outcomes:
+        if status == 0:
+            records[launch.job] = record
+            print(f"{launch.label}: test ACSA {record['test']['acsa']:.4f} GM {record['test']['gm']:.4f} "
+                  f"in {record['wall_time_s']:.0f} s", flush=True)
+        elif status in STOPPED:
+            print(f"{launch.label}: stopped after its checkpoint", file=sys.stderr, flush=True)
+        else:
+            reason = (f"with exit status {status}: {last_line(launch.log)}" if isinstance(status, int)
+                      else status)
+            failures.append(f"{launch.log}: {launch.job.method} seed {launch.job.seed} failed {reason}")
+            print(f"{launch.label}: failed, see {launch.log}", file=sys.stderr, flush=True)
+    runs = [records[job] for job in jobs if job in records]
+    if runs:
+        summary = write_summaries(args.out_dir, name, runs, args.steps, args.report_steps)
+        print(f"{len(runs)} runs in {time.time() - started:.0f} s\n")
+        print(summary.read_text())
+    if failures:
+        raise InputError("; ".join(failures))
     return runs
 
 

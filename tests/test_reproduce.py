@@ -183,10 +183,10 @@ def test_relabelled_class_order_matches_the_recorded_class_sizes(digits_csvs, de
 
 @pytest.mark.slow
 def test_the_speed_benchmark_runs_every_case(tmp_path):
-    """bench/speed.py --smoke: every case on a thirtieth of the rows, without XLA."""
+    """bench/speed.py --smoke: every timing case on the 3 smallest classes, without XLA."""
     import subprocess
 
-    for case in ("all", "memory"):
+    for case in ("all",):
         result = subprocess.run([sys.executable, str(ROOT / "bench" / "speed.py"), "--case", case, "--smoke"],
                                 capture_output=True, text=True, timeout=900, cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -194,3 +194,47 @@ def test_the_speed_benchmark_runs_every_case(tmp_path):
         expected = {"all": {"speedup", "numerics_ratio", "conv_epoch_s", "conv_features_s", "pix_cached_ms"},
                     "memory": {"rss_growth_pct"}}[case]
         assert expected <= set(figures) and figures["peak_rss_mb"] > 0
+
+
+@pytest.mark.slow
+def test_runs_side_by_side_give_the_results_of_runs_one_after_another(digits_csvs, tmp_path, dense_comparison):
+    """The module's comparison ran two at a time with one thread each; one at a time with
+    one thread, the same runs give the same results."""
+    _, _, side_by_side = dense_comparison
+    alone = reproduce.main(reproduce_args(digits_csvs, tmp_path, "mnist5k", ["baseline", "gamo"], STEPS, "digits")
+                           + ["--jobs", "1", "--threads", "1"])
+    for run in alone:
+        other = side_by_side[run["method"]]
+        assert run["threads"] == other["threads"] == "1"
+        assert run["test"] == other["test"] and run["curve"] == other["curve"]
+
+
+def one_row_class(digits_csvs, tmp_path):
+    """The digits with one class cut to a single row: SMOTE refuses it, the baseline trains."""
+    rows = np.loadtxt(digits_csvs[0], delimiter=",")
+    smallest = rows[:, -1] == 3
+    train = tmp_path / "One_row_trainData.csv"
+    np.savetxt(train, np.vstack([rows[~smallest], rows[smallest][:1]]), fmt="%d", delimiter=",")
+    return train
+
+
+@pytest.mark.slow
+def test_runs_sent_to_a_dask_cluster_come_back_as_local_ones(digits_csvs, tmp_path):
+    from distributed import LocalCluster
+
+    train, test = one_row_class(digits_csvs, tmp_path), digits_csvs[1]
+    common = ["--dataset", "mnist5k", "--train", str(train), "--test", str(test), "--name", "one_row",
+              "--methods", "baseline,smote", "--seeds", str(SEED), "--steps", "20", "--eval-every", "10",
+              "--no-jit", "--jobs", "2", "--threads", "1"]
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        with pytest.raises(InputError, match=r"smote_seed0_steps20\.log: smote seed 0 failed with exit status 2: "
+                                             r".*SMOTE needs at least 2 training rows"):
+            reproduce.main(common + ["--out-dir", str(tmp_path / "cluster"), "--cluster", cluster.scheduler_address])
+    kept = json.loads((tmp_path / "cluster" / "one_row.json").read_text())["runs"]
+    assert [run["method"] for run in kept] == ["baseline"]        # the failed run reported, the other kept
+    with pytest.raises(InputError, match="smote seed 0 failed"):
+        reproduce.main(common + ["--out-dir", str(tmp_path / "local")])
+    local = json.loads((tmp_path / "local" / "one_row.json").read_text())["runs"]
+    assert local[0]["test"] == kept[0]["test"] and local[0]["curve"] == kept[0]["curve"]
+    assert "| baseline | 20 | 10 | 0 |" in (tmp_path / "cluster" / "one_row.md").read_text()
