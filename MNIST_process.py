@@ -24,6 +24,7 @@ from dense_suppli import (
     InputError,
     atomic_path,
     integer_labels,
+    new_parser,
     one_line,
     prepare_output_dir,
     read_numeric_csv,
@@ -206,10 +207,8 @@ def parse_counts(text):
 
 
 def build_parser(spec):
-    parser = argparse.ArgumentParser(
-        description=f"Build the imbalanced {spec.name} benchmark of the GAMO paper "
-                    "(IR 100: 4000, 2000, ..., 40 training images; 100 test images per class).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = new_parser(f"Build the imbalanced {spec.name} benchmark of the GAMO paper "
+                        "(IR 100: 4000, 2000, ..., 40 training images; 100 test images per class).")
     parser.add_argument("--train-csv", help="training CSV, label in the first column then 784 "
                         f"pixels (default: {spec.train_csv} in the working directory)")
     parser.add_argument("--test-csv", help=f"test CSV (default: {spec.test_csv})")

@@ -558,9 +558,16 @@ def add_training_options(parser, defaults, train_help, out_dir_help, steps_help,
                              "(the settings must be the checkpoint's)")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help shows its default, but a flag's (whose default only means 'not given')."""
+
+    def _get_help_string(self, action):
+        return action.help if action.nargs == 0 else super()._get_help_string(action)
+
+
 def new_parser(description):
-    return argparse.ArgumentParser(description=description,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """The command line parser of every script and benchmark."""
+    return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
 
 
 def settings_from(args, cls):

@@ -47,6 +47,7 @@ from dense_suppli import (  # noqa: E402
     InputError,
     atomic_path,
     new_figure,
+    new_parser,
     run_cli,
     save_figure,
     save_json,
@@ -103,10 +104,8 @@ def comma_list(kind, allowed=None):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        description="Train and compare the classifier alone, SMOTE, GAMO without D and GAMO "
-                    "on one dataset over several seeds.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = new_parser("Train and compare the classifier alone, SMOTE, GAMO without D and GAMO "
+                        "on one dataset over several seeds.")
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="fmnist")
     parser.add_argument("--methods", type=comma_list(str, tuple(METHODS)), default=PAPER_METHODS,
                         help="comma-separated, run in this order for each seed; gamo-standard is GAMO "

@@ -32,7 +32,6 @@ memory; the last line is a JSON object with those figures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import resource
@@ -55,7 +54,7 @@ import tensorflow as tf  # noqa: E402
 import dense_gamo_main as gm  # noqa: E402
 import MNIST_process as mp  # noqa: E402
 from dense_net import AdamStates  # noqa: E402
-from dense_suppli import imbalance_of, one_hot, relabel_by_size, sample_fake_labels, scale_pixels  # noqa: E402
+from dense_suppli import imbalance_of, new_parser, one_hot, relabel_by_size, sample_fake_labels, scale_pixels  # noqa: E402
 from fMNIST_process import DEBIAN_FASHION_DIR  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")   # the reference pattern's predict() retraces noisily
@@ -306,7 +305,7 @@ def memory_over_a_run(steps=10000):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = new_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--case", choices=("dense", "conv", "pix", "memory", "all"), default="dense")
     parser.add_argument("--batches", type=int, default=300, help="timed batches, compiled step")
     parser.add_argument("--reference-batches", type=int, default=200,

@@ -23,7 +23,6 @@ and results/tabular.png.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -42,7 +41,7 @@ from sklearn.datasets import load_breast_cancer, load_digits  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score, make_scorer  # noqa: E402
 from sklearn.model_selection import StratifiedKFold, cross_validate  # noqa: E402
 
-from dense_suppli import atomic_path, new_figure, run_cli, save_figure, save_json  # noqa: E402
+from dense_suppli import atomic_path, new_figure, new_parser, run_cli, save_figure, save_json  # noqa: E402
 from gamo import GamoClassifier, GamoSampler  # noqa: E402
 
 PAPER_COUNTS = (4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40)
@@ -130,17 +129,16 @@ def save_plot(path, results):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = new_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default=",".join(DATASETS),
                         help="comma-separated: " + ", ".join(DATASETS))
     parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated, of: " + ", ".join(ARMS))
     parser.add_argument("--updates", type=int, default=2000, help="updates of M in every arm")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated; each repeats the folds")
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=5, help="stratified folds of each seed")
     parser.add_argument("--no-jit", dest="jit", action="store_false",
                         help="no XLA (faster start, slower steps)")
-    parser.add_argument("--out-dir", default="results")
+    parser.add_argument("--out-dir", default="results", help="where tabular.json, .md and .png go")
     return parser
 
 

@@ -109,3 +109,12 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == []
     s.save_npz(target, a=np.arange(3))
     assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]
+
+
+def test_help_shows_the_defaults_of_options_but_not_of_flags():
+    parser = s.new_parser("demo")
+    parser.add_argument("--steps", type=int, default=50000, help="steps to play")
+    parser.add_argument("--no-jit", dest="jit", action="store_false", help="without XLA")
+    text = " ".join(parser.format_help().split())
+    assert "steps to play (default: 50000)" in text
+    assert "without XLA" in text and "default: True" not in text
