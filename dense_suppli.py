@@ -835,7 +835,8 @@ class Run:
     def save_checkpoint(self):
         """Every state variable, the step, the record, the generators and the settings."""
         state = {"step": self.step, "settings": comparable(self.settings),
-                 "generators": generator_states(self.rng, self.picture_rng)}
+                 "generators": generator_states(self.rng, self.picture_rng),
+                 "wall_time_s": round(time.time() - self.started, 1)}
         write_checkpoint(self.out_dir / "checkpoints", self.step, self.learner.state_variables(), state,
                          self.record.state())
 
@@ -846,6 +847,7 @@ class Run:
         self.record.restore(arrays)
         restore_generators(state["generators"], self.rng, self.picture_rng)
         self.step = state["step"]
+        self.started = time.time() - state.get("wall_time_s", 0.0)    # the time to this checkpoint counts
         print(f"resumed from {folder} at step {self.step}")
 
     def check_checkpoint(self, state, arrays):
@@ -853,6 +855,9 @@ class Run:
         step = state["step"]
         if not isinstance(step, int) or step < 0 or step % 2 or step > self.settings.steps:
             raise ValueError(f"step {step!r} is not a step of this run")
+        wall = state.get("wall_time_s", 0.0)
+        if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not 0 <= wall < float("inf"):
+            raise ValueError(f"wall_time_s {wall!r} is not a number of seconds")
         restore_generators(state["generators"], np.random.default_rng(), np.random.default_rng())
         for key, expected in self.record.state().items():
             if arrays[key].shape != expected.shape or arrays[key].dtype != expected.dtype:

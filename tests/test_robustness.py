@@ -61,11 +61,17 @@ def test_killed_run_resumes_to_the_same_record_as_an_uninterrupted_one(digits_cs
     process.kill()
     process.communicate()
     assert not (killed / "Results.npz").exists(), "the run ended before it was killed"
+    # The training time up to a checkpoint counts in the resumed run's wall time.
+    newest = max((killed / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    state = json.loads((newest / "state.json").read_text())
+    assert state["wall_time_s"] > 0
+    (newest / "state.json").write_text(json.dumps({**state, "wall_time_s": state["wall_time_s"] + 1000}))
     resumed = finish(dense_args(digits_csvs, killed, "--no-jit", "--resume"))
     assert "resumed from" in resumed.stdout
     whole, again = np.load(tmp_path / "whole" / "Record.npz"), np.load(killed / "Record.npz")
     for key in RECORD_KEYS:
         np.testing.assert_array_equal(whole[key], again[key], err_msg=key)
+    assert json.loads((killed / "settings.json").read_text())["wall_time_s"] > state["wall_time_s"] + 1000
 
 
 @pytest.fixture(scope="module")
