@@ -66,7 +66,7 @@ from dense_net import (  # noqa: E402
 # Method -> (what it trains, the default output folder's suffix).
 METHODS = {
     "gamo": ("GAMO", "Gamo"),
-    "gamo-nodis": ("GAMO without D", "Gamo"),
+    "gamo-nodis": ("GAMO without D", "GamoNoDis"),
     "baseline": ("the classifier alone", "Baseline"),
     "smote": ("the classifier alone on the SMOTE-balanced set", "Smote"),
 }
@@ -113,7 +113,7 @@ def add_game_options(parser, defaults):
     add_training_options(
         parser, defaults, train_help="training CSV: features, then the label as the last column",
         out_dir_help="output folder (default: the training file's prefix + '_Gamo', e.g. Mnist_100_Gamo; "
-                     "'_Baseline', '_Smote' for those)",
+                     "'_GamoNoDis', '_Baseline', '_Smote' for those)",
         steps_help="max_step; step grows by 2 per batch, as in the reference",
         save_help="save the models (and a checkpoint) when step %% N == 0")
     parser.add_argument("--test", default=defaults.test, help="test CSV, same layout")

@@ -279,18 +279,26 @@ def play_on_cluster(address, launches):
                 completed = future.result()
                 launch.log.write_text(completed.stdout)
                 if completed.returncode == 0:
-                    fetch_results(client, launch.folder)
+                    fetch_results(client, launch.folder, worker_of(client, future))
                 yield launch, completed.returncode, (read_run(launch.folder, launch.name, launch.job)
                                                      if completed.returncode == 0 else None)
             except Exception as error:            # the worker itself failed: report, keep the others
                 yield launch, f"error on the worker ({type(error).__name__}: {error})", None
 
 
-def fetch_results(client, folder):
-    """Copy a finished run's result files from the worker that wrote them."""
+def worker_of(client, future):
+    """The address of the worker that holds a finished task's result (where it ran)."""
+    holders = client.who_has(future).get(future.key) or ()
+    return next(iter(holders), None)
+
+
+def fetch_results(client, folder, worker):
+    """Copy a finished run's result files from the worker that wrote them
+    (its own disk: the workers need not share a file system)."""
     folder.mkdir(parents=True, exist_ok=True)
+    where = {"workers": [worker], "allow_other_workers": False} if worker else {}
     for name in ("settings.json", "Results.npz", "Record.npz"):
-        content = client.submit(Path.read_bytes, folder / name, pure=False).result()
+        content = client.submit(Path.read_bytes, folder / name, pure=False, **where).result()
         with atomic_path(folder / name) as tmp:
             Path(tmp).write_bytes(content)
 

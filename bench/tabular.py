@@ -3,8 +3,9 @@
 Data that ships with the installed packages (no download):
   digits          scikit-learn's 8x8 digits (64 features, 10 classes), made
                   imbalanced with imbalanced-learn's make_imbalance at the
-                  paper's ratios (4000, 2000, ..., 40) scaled to the largest
-                  class, with at least 10 rows per class (IR 18)
+                  paper's ratios (4000, 2000, ..., 40) scaled to the size of
+                  the smallest digit class (174), at least 10 rows per class
+                  (IR 17.4)
   breast-cancer   scikit-learn's breast cancer (30 features), its malignant
                   class cut to a tenth of the benign one (IR 10)
 
@@ -50,7 +51,7 @@ ARMS = ("M", "ROS + M", "SMOTE + M", "ADASYN + M", "GamoSampler + M", "GamoClass
 
 def digits():
     X, y = load_digits(return_X_y=True)
-    largest = np.bincount(y).min()      # every digit has at least this many: the largest class keeps it all
+    largest = np.bincount(y).min()      # every digit has at least this many: the largest new class
     counts = {label: max(10, round(largest * count / PAPER_COUNTS[0]))
               for label, count in enumerate(PAPER_COUNTS)}
     return make_imbalance(X, y, sampling_strategy=counts, random_state=0)

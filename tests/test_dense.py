@@ -256,6 +256,14 @@ def test_no_discriminator_run_saves_no_discriminator(digits_csvs, tmp_path):
     assert (tmp_path / "nodis" / "gamo_models_40" / "MLP_40.keras").is_file()
 
 
+@pytest.mark.parametrize("flags, folder", [((), "Digits_8_Gamo"), (("--no-discriminator",), "Digits_8_GamoNoDis"),
+                                           (("--classifier-only",), "Digits_8_Baseline"),
+                                           (("--smote",), "Digits_8_Smote")])
+def test_each_method_has_its_own_default_output_folder(flags, folder):
+    args = main_module.build_parser().parse_args(["--train", "data/Digits_8_trainData.csv", *flags])
+    assert main_module.settings_from(args, main_module.Settings).out_dir == folder
+
+
 @pytest.mark.slow
 def test_balanced_data_exits_with_the_reference_message(tmp_path):
     rows = np.column_stack([np.zeros((6, 4)), [0, 0, 0, 1, 1, 1]])
