@@ -39,8 +39,9 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
+# One pytest worker per core; a file's tests stay together (they share its fixtures).
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 
 # The inner loop: everything but the whole trainings and new processes (under a minute).
 quick: $(STAMP)

@@ -253,7 +253,7 @@ class Players:
 class Gamo(Learner):
     """The three players, their Adam states and one compiled step per batch.
 
-    The step, in the reference's order (GAMO_REFERENCE section 4), on a batch
+    The step, in the original code's order, on a batch
     of b real rows:
       1. M learns the real batch (targets: one-hot labels).
       2. D learns to call the real batch real (targets 1 - U(0, 0.1)).

@@ -1,6 +1,6 @@
 """GAMO2pix networks: a variational autoencoder on top of the frozen feature
-extractor F, whose decoder turns GAMO's generated feature vectors into images
-(GAMO_REFERENCE.md section 6).
+extractor F, whose decoder turns GAMO's generated feature vectors into images,
+as the original GAMO2pix does.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Convolutional GAMO: oversampling in a feature space learned end to end.
 
-Each round of the outer loop (GAMO_REFERENCE.md section 5):
+Each round of the original's outer loop:
   (a) one epoch of F+M over the training set (batch 32, reshuffled every epoch)
       that updates the feature extractor F only (M stays fixed);
   (b) the features of the whole training set, computed with the updated F;

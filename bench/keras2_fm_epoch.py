@@ -1,8 +1,9 @@
 """The reference's F+M epoch and feature pass on tf.keras 2.x, for comparison with ours.
 
-GAMO_REFERENCE.md section 5 written for TensorFlow 2.15's Keras 2, as the
-original runs: F+M compiled with M frozen, Adam(0.0002, 0.5), mean squared
-error, fit() over 9000 images with batch 32; F.predict() with batch 500. It
+The original convolutional script's F+M epoch and features pass, on
+TensorFlow 2.15's Keras 2 as it runs them: F+M compiled with M frozen,
+Adam(0.0002, 0.5), mean squared error, fit() over 9000 images with batch 32;
+F.predict() with batch 500. It
 needs a throwaway virtual environment, since TensorFlow 2.15 does not install
 beside this project's:
 

@@ -6,7 +6,7 @@ is installed, else random data of the same shape and class counts).
 
   (a) compiled: Gamo.train_on_batch, one tf.function call per batch;
   (b) reference: one train_on_batch per network update and one predict per
-      generator or IGU call, in the order of GAMO_REFERENCE.md section 4.
+      generator or IGU call, in the original code's order.
 
 Convolutional case (--case conv or all): seconds per F+M epoch (our compiled
 step against Keras' fit() on the reference's F+M model) and ms per game batch
