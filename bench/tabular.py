@@ -28,6 +28,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ from imblearn.metrics import geometric_mean_score  # noqa: E402
 from imblearn.over_sampling import ADASYN, SMOTE, RandomOverSampler  # noqa: E402
 from imblearn.pipeline import Pipeline  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_digits  # noqa: E402
+from sklearn.exceptions import FitFailedWarning  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score, make_scorer  # noqa: E402
 from sklearn.model_selection import StratifiedKFold, cross_validate  # noqa: E402
 
@@ -80,6 +82,20 @@ def arm(name, updates, seed, jit):
     return Pipeline([("sampler", samplers[name]), ("classifier", classifier_alone)])
 
 
+# ADASYN refuses a class none of whose rows has a neighbour of another class (imbalanced-learn:
+# "ADASYN is not suited for this specific dataset"); its arm is scored on the folds it accepts.
+MAY_REFUSE = {"ADASYN + M"}
+
+
+def finite_or_none(value):
+    return float(value) if np.isfinite(value) else None
+
+
+def scored(result, key):
+    """The scores of the folds a sampler accepted."""
+    return np.array([fold[key] for fold in result["folds"] if fold[key] is not None])
+
+
 def evaluate(dataset, name, args):
     """Every fold of every seed for one arm on one dataset."""
     X, y = DATASETS[dataset]()
@@ -87,10 +103,12 @@ def evaluate(dataset, name, args):
     folds = []
     for seed in args.seeds:
         splits = StratifiedKFold(args.folds, shuffle=True, random_state=seed)
-        result = cross_validate(arm(name, args.updates, seed, args.jit), X, y, cv=splits, scoring=scoring,
-                                error_score="raise")
-        folds += [{"seed": seed, "fold": i, "acsa": float(result["test_acsa"][i]),
-                   "gm": float(result["test_gm"][i]), "fit_time_s": float(result["fit_time"][i])}
+        with warnings.catch_warnings():        # a refused fold is counted in the table instead
+            warnings.simplefilter("ignore", FitFailedWarning)
+            result = cross_validate(arm(name, args.updates, seed, args.jit), X, y, cv=splits, scoring=scoring,
+                                    error_score=np.nan if name in MAY_REFUSE else "raise")
+        folds += [{"seed": seed, "fold": i, "acsa": finite_or_none(result["test_acsa"][i]),
+                   "gm": finite_or_none(result["test_gm"][i]), "fit_time_s": float(result["fit_time"][i])}
                   for i in range(args.folds)]
     return {"dataset": dataset, "arm": name, "rows": int(len(y)), "class_counts": np.bincount(y).tolist(),
             "folds": folds}
@@ -102,15 +120,21 @@ def summary(results, args):
              "| data set | arm | balanced accuracy (ACSA) | geometric mean (GM) | fit time per fold |",
              "|---|---|---|---|---|"]
     for result in results:
-        acsa, gm = (np.array([fold[key] for fold in result["folds"]]) for key in ("acsa", "gm"))
+        acsa, gm = scored(result, "acsa"), scored(result, "gm")
         fit = np.mean([fold["fit_time_s"] for fold in result["folds"]])
-        lines.append(f"| {result['dataset']} | {result['arm']} | {acsa.mean():.4f} ± "
-                     f"{acsa.std(ddof=1):.4f} | {gm.mean():.4f} ± {gm.std(ddof=1):.4f} | {fit:.1f} s |")
+        refused = len(result["folds"]) - len(acsa)
+        note = f" ({refused} of {len(result['folds'])} folds refused by the sampler)" if refused else ""
+        lines.append(f"| {result['dataset']} | {result['arm']}{note} | {mean_sd(acsa)} | {mean_sd(gm)} | "
+                     f"{fit:.1f} s |")
     counts = {r["dataset"]: r["class_counts"] for r in results}
     lines += ["", "Class sizes: " + "; ".join(f"{name} {sizes}" for name, sizes in counts.items()) + ".",
               f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores. Standard deviation over all "
               f"folds and seeds (ddof 1).", ""]
     return "\n".join(lines)
+
+
+def mean_sd(values):
+    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" if len(values) > 1 else "n/a"
 
 
 def save_plot(path, results):
@@ -119,8 +143,8 @@ def save_plot(path, results):
     figure = new_figure(1, len(datasets), cell=5)
     for axis, dataset in zip(figure.subplots(1, len(datasets), squeeze=False)[0], datasets):
         mine = [r for r in results if r["dataset"] == dataset]
-        means = [np.mean([f["acsa"] for f in r["folds"]]) for r in mine]
-        sds = [np.std([f["acsa"] for f in r["folds"]], ddof=1) for r in mine]
+        means = [scored(r, "acsa").mean() for r in mine]
+        sds = [scored(r, "acsa").std(ddof=1) for r in mine]
         axis.barh([r["arm"] for r in mine], means, xerr=sds, color="tab:blue", alpha=0.7)
         axis.set(xlabel="balanced accuracy (ACSA)", title=dataset, xlim=(min(means) - 0.1, 1))
         axis.invert_yaxis()
@@ -154,7 +178,7 @@ def main(argv=None):
     for dataset in datasets:
         for name in arms:
             results.append(evaluate(dataset, name, args))
-            acsa = np.mean([f["acsa"] for f in results[-1]["folds"]])
+            acsa = scored(results[-1], "acsa").mean()
             print(f"{dataset} {name}: balanced accuracy {acsa:.4f} ({time.time() - started:.0f} s so far)",
                   flush=True)
     out = Path(args.out_dir)

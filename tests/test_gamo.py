@@ -161,16 +161,38 @@ def test_the_estimator_and_the_script_are_one_implementation(digits_csvs, tmp_pa
     assert balanced_accuracy_score(y_test, predicted) == pytest.approx(float(script["acsa"]), abs=1e-12)
 
 
-@pytest.mark.slow
-def test_the_tabular_comparison_writes_its_table_json_and_plot(tmp_path):
+def load_tabular():
     import importlib.util
-    import json
 
     from conftest import ROOT
 
     spec = importlib.util.spec_from_file_location("tabular", ROOT / "bench" / "tabular.py")
     tabular = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tabular)
+    return tabular
+
+
+def test_folds_a_sampler_refuses_are_counted_not_scored():
+    """ADASYN refuses a class whose rows have no neighbour of another class: its arm
+    is scored on the other folds, and the table says how many it refused."""
+    from argparse import Namespace
+
+    tabular = load_tabular()
+    folds = [{"seed": 0, "fold": i, "acsa": acsa, "gm": acsa, "fit_time_s": 1.0}
+             for i, acsa in enumerate([0.5, None, 0.7])]
+    result = {"dataset": "digits", "arm": "ADASYN + M", "folds": folds, "class_counts": [1, 2]}
+    table = tabular.summary([result], Namespace(folds=3, seeds=[0], updates=4))
+    assert "| digits | ADASYN + M (1 of 3 folds refused by the sampler) | 0.6000 ± 0.1414 |" in table
+    X = np.vstack([np.zeros((20, 2)), np.full((6, 2), 100.0)]) + np.random.default_rng(0).normal(size=(26, 2))
+    with pytest.raises(RuntimeError, match="ADASYN is not suited"):   # the refusal this handles
+        tabular.ADASYN(random_state=0).fit_resample(X, np.array([0] * 20 + [1] * 6))
+
+
+@pytest.mark.slow
+def test_the_tabular_comparison_writes_its_table_json_and_plot(tmp_path):
+    import json
+
+    tabular = load_tabular()
     tf.config.run_functions_eagerly(False)
     results = tabular.main(["--datasets", "breast-cancer", "--arms", "M,SMOTE + M,GamoClassifier",
                             "--updates", "4", "--seeds", "0", "--folds", "2", "--no-jit", "--out-dir", str(tmp_path)])
