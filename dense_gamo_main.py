@@ -31,7 +31,7 @@ from dense_suppli import (
     claim_output_dir,
     class_counts,
     evaluation,
-    import_tensorflow_quietly,
+    import_backend_quietly,
     load_dataset,
     new_parser,
     one_hot,
@@ -44,10 +44,9 @@ from dense_suppli import (
     training_rows,
 )
 
-import_tensorflow_quietly()   # before Keras, which imports TensorFlow
+import_backend_quietly()   # before Keras, which imports its backend
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import dense_net  # noqa: E402
 from dense_net import (  # noqa: E402
@@ -55,10 +54,16 @@ from dense_net import (  # noqa: E402
     CallSiteStatistics,
     as_tensors,
     batch_spec,
+    compile_function,
     inputs_and_targets_spec,
+    labels_of,
     mse,
+    signature,
     statistics_of_call_site,
+    tensor_spec,
+    to_numpy,
     update,
+    xla_cluster,
 )
 
 # ====================================================================== settings
@@ -171,7 +176,7 @@ class Learner(abc.ABC):
         """Every variable a checkpoint keeps: weights, optimiser and other states."""
 
     def predict_labels(self, x, chunk=4096):
-        return np.concatenate([self.predict_batch(x[start:start + chunk]).numpy()
+        return np.concatenate([to_numpy(self.predict_batch(x[start:start + chunk]))
                                for start in range(0, len(x), chunk)])
 
 
@@ -220,16 +225,11 @@ class Players:
             dense_net.set_class_points(igu, features[labels == k])
 
     def fake_batch(self, noise, labels):
-        """Each row through the IGU of its label only (rows grouped by label;
-        their counts vary, so this runs outside XLA); trunk in inference mode."""
+        """Each row through the IGU of its label only; trunk in inference mode."""
         noise, labels = as_tensors(noise, labels)
         code = self.trunk([noise, labels], training=False)
-        label_ids = tf.argmax(labels, axis=-1, output_type=tf.int32)
-        rows = tf.dynamic_partition(tf.range(tf.shape(code)[0]), label_ids, self.num_classes)
-        codes = tf.dynamic_partition(code, label_ids, self.num_classes)
-        return tf.dynamic_stitch(rows, [self.igus[k](codes[k], training=False) if k in self.igus else
-                                        tf.zeros((tf.shape(codes[k])[0], self.num_features))
-                                        for k in range(self.num_classes)])
+        units = {k: (lambda codes, igu=igu: igu(codes, training=False)) for k, igu in self.igus.items()}
+        return dense_net.route_rows(code, labels, units, self.num_classes, self.num_features)
 
     def sample_grid(self, rng, per_class=3):
         """per_class samples of every minority class (trunk in inference mode), one row each."""
@@ -265,7 +265,8 @@ class Gamo(Learner):
          and IGU_k learn to make M misclassify them (target: every class but
          k), then to make D call them real (target 1); M and D stay fixed, the
          trunk runs in training mode.
-    Steps 1-2 and 4-6 are XLA clusters; step 3 has shapes that vary per batch.
+    On TensorFlow, steps 1-2 and 4-6 are XLA clusters and step 3, whose shapes
+    vary per batch, runs between them; on JAX the whole step is one XLA program.
     """
 
     def __init__(self, num_features, imbalance, latent_dim=dense_net.LATENT_DIM, batch_size=32,
@@ -284,13 +285,14 @@ class Gamo(Learner):
         self.opt_against = {(o, k): self.adam.new(p.generator_variables(k), flat=True)
                             for k in self.minority for o in ("M", "D")}
         c, draws = self.num_classes, (len(self.minority), self.rows_per_class)
-        self.compiled_real_updates = tf.function(self.real_updates, jit_compile=jit)
-        self.compiled_fake_updates = tf.function(self.fake_and_generator_updates, jit_compile=jit)
-        self.compiled_step = tf.function(self.step, input_signature=[   # one trace for any batch size
+        self.compiled_real_updates = xla_cluster(self.real_updates, jit)
+        self.compiled_fake_updates = xla_cluster(self.fake_and_generator_updates, jit)
+        step_signature = signature(   # one trace for any batch size (TensorFlow)
             batch_spec(num_features), batch_spec(c), batch_spec(1), batch_spec(c), batch_spec(latent_dim),
-            batch_spec(1), tf.TensorSpec((*draws, latent_dim)), tf.TensorSpec((*draws, c))])
-        self.compiled_predict = tf.function(lambda x: tf.argmax(p.classifier(x, training=False), axis=-1),
-                                            jit_compile=jit, reduce_retracing=True)
+            batch_spec(1), tensor_spec(*draws, latent_dim), tensor_spec(*draws, c))
+        self.compiled_step = compile_function(self.step, self.state_variables(), jit, step_signature,
+                                              whole=False)
+        self.compiled_predict = compile_function(labels_of(p.classifier), p.classifier.variables, jit)
 
     def draw(self, rng, rows):
         """The batch's random draws, from the run's seeded NumPy generator."""
@@ -383,10 +385,11 @@ class ClassifierOnly(Learner):
         self.networks = [m for m in (extractor, classifier) if m is not None]
         self.trainable = [v for m in self.networks for v in m.trainable_variables]
         self.opt_classifier = self.adam.new(self.trainable)
-        self.compiled_step = tf.function(self.step, jit_compile=jit, input_signature=(
+        self.compiled_step = compile_function(self.step, self.state_variables(), jit, signature=(
             inputs_and_targets_spec(extractor or classifier, self.num_classes)))
-        self.compiled_predict = tf.function(lambda x: tf.argmax(self.outputs(x, training=False), axis=-1),
-                                            jit_compile=jit, reduce_retracing=True)
+        self.compiled_predict = compile_function(
+            lambda x: keras.ops.argmax(self.outputs(x, training=False), axis=-1),
+            [v for m in self.networks for v in m.variables], jit)
 
     def outputs(self, x, training):
         features = self.extractor(x, training=training) if self.extractor is not None else x

@@ -2,10 +2,11 @@
 generator trunk (the paper's cTMU) and one instance generation unit (IGU) per
 minority class. Sizes are arguments; the defaults are the reference's.
 
-Also the Keras/TensorFlow primitives every script trains with: the loss, one
-gradient update, the Adam states (the reference's Keras 2.2 arithmetic with its
-shared step counter, or Keras 3's) and the trunk's BatchNormalization with the
-reference's per-call-site moving statistics.
+Also the Keras primitives every script trains with: the loss, one gradient
+update, the Adam states (the reference's Keras 2.2 arithmetic with its shared
+step counter, or Keras 3's), the trunk's BatchNormalization with the
+reference's per-call-site moving statistics, and the thin seam to the backend
+Keras runs on (KERAS_BACKEND: tensorflow, the default, jax or torch).
 """
 
 from __future__ import annotations
@@ -14,13 +15,140 @@ import contextlib
 
 import numpy as np
 
-from dense_suppli import import_tensorflow_quietly
+from dense_suppli import import_backend_quietly
 
-import_tensorflow_quietly()   # before Keras, which imports TensorFlow
+import_backend_quietly()   # before Keras, which imports its backend
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from keras import layers, ops  # noqa: E402
+
+# ====================================================================== the backend seam
+# What Keras 3 does not abstract: taking gradients and compiling a function
+# that updates variables. Everything else (networks, losses, the order of the
+# updates, the Adam and BatchNorm arithmetic) is keras.ops on keras.Variables,
+# written once. On JAX a compiled function is made pure: it runs inside a
+# keras.StatelessScope that maps every state variable to a value passed in,
+# and the values it leaves there are written back after the call.
+
+BACKEND = keras.backend.backend()
+if BACKEND == "tensorflow":
+    import tensorflow as tf
+elif BACKEND == "jax":
+    import jax
+elif BACKEND == "torch":
+    import torch
+
+
+def value_and_gradients(loss_fn, variables):
+    """loss_fn() and its gradients with respect to `variables`."""
+    if BACKEND == "tensorflow":
+        with tf.GradientTape() as tape:
+            loss = loss_fn()
+        return loss, tape.gradient(loss, variables)
+    if BACKEND == "torch":
+        loss = loss_fn()
+        return loss.detach(), list(torch.autograd.grad(loss, [v.value for v in variables]))
+    return _jax_value_and_gradients(loss_fn, variables)
+
+
+def _jax_value_and_gradients(loss_fn, variables):
+    """Inside a pure step: loss_fn of the variables' current values, differentiated;
+    what loss_fn assigns on the way (BatchNorm statistics) is kept in the step's scope."""
+    if not _JAX_SCOPES:
+        raise RuntimeError("on JAX, gradients are taken inside a compiled function (compile_function)")
+    outer = _JAX_SCOPES[-1]
+    keys = [id(v) for v in variables]
+
+    def loss_of(values):
+        inner = keras.StatelessScope()
+        inner.state_mapping = {**outer.state_mapping, **dict(zip(keys, values))}
+        with inner:
+            loss = loss_fn()
+        assigned = {key: value for key, value in inner.state_mapping.items()
+                    if key not in keys and value is not outer.state_mapping.get(key)}
+        return loss, assigned
+
+    (loss, assigned), gradients = jax.value_and_grad(loss_of, has_aux=True)(
+        [outer.state_mapping[key] for key in keys])
+    outer.state_mapping.update(assigned)
+    return loss, gradients
+
+
+def without_gradient_tracking():
+    """Where variables are updated: PyTorch records no graph there."""
+    return torch.no_grad() if BACKEND == "torch" else contextlib.nullcontext()
+
+
+def compile_function(fn, variables, jit=True, signature=None, whole=True):
+    """fn(*arrays), compiled once for repeated calls; it may read and assign
+    `variables`, which must hold every variable it touches.
+
+    TensorFlow: a tf.function (traced once for `signature`, if given), under
+    XLA if jit and `whole` (not whole: its xla_cluster parts are); JAX: fn
+    made pure over the variables' values, under jax.jit if jit; PyTorch: fn
+    itself (eager), which measured faster than torch.compile here (bench/README.md).
+    """
+    if BACKEND == "tensorflow":
+        return tf.function(fn, jit_compile=jit if whole else None, input_signature=signature,
+                           reduce_retracing=signature is None)
+    if BACKEND == "jax":
+        return _JaxFunction(fn, variables, jit)
+    return fn
+
+
+def xla_cluster(fn, jit=True):
+    """A part of a compiled TensorFlow function that XLA compiles as a whole
+    (the rest of it has shapes that vary); elsewhere the whole function is one."""
+    return tf.function(fn, jit_compile=jit) if BACKEND == "tensorflow" else fn
+
+
+_JAX_SCOPES = []     # the scopes of the pure functions being run, innermost last
+
+
+class _JaxFunction:
+    """fn over keras.Variables as a pure JAX function of their values."""
+
+    def __init__(self, fn, variables, jit):
+        self.fn, self.variables = fn, list(variables)
+        self.pure = jax.jit(self._pure) if jit else self._pure
+
+    def _pure(self, values, *args):
+        scope = keras.StatelessScope()
+        scope.state_mapping = {id(v): value for v, value in zip(self.variables, values)}
+        _JAX_SCOPES.append(scope)
+        try:
+            with scope:
+                outputs = self.fn(*args)
+        finally:
+            _JAX_SCOPES.pop()
+        return outputs, [scope.state_mapping[id(v)] for v in self.variables]
+
+    def __call__(self, *args):
+        outputs, values = self.pure([v.value for v in self.variables], *args)
+        for variable, value in zip(self.variables, values):
+            variable.assign(value)
+        return outputs
+
+
+def route_rows(code, labels, units, num_classes, width):
+    """Each row of `code` through the unit of its one-hot label (a zero row
+    where there is none): TensorFlow partitions the rows by label, outside
+    XLA since the parts' sizes vary; the other backends run every unit on every
+    row and keep each row's own, with static shapes that compile."""
+    if BACKEND == "tensorflow":
+        label_ids = tf.argmax(labels, axis=-1, output_type=tf.int32)
+        rows = tf.dynamic_partition(tf.range(tf.shape(code)[0]), label_ids, num_classes)
+        codes = tf.dynamic_partition(code, label_ids, num_classes)
+        return tf.dynamic_stitch(rows, [units[k](codes[k]) if k in units else
+                                        tf.zeros((tf.shape(codes[k])[0], width)) for k in range(num_classes)])
+    label_ids = ops.argmax(labels, axis=-1)
+    routed = ops.zeros((ops.shape(code)[0], width))
+    for k, unit in units.items():
+        routed = routed + ops.where(ops.expand_dims(label_ids == k, -1), unit(code), 0.0)
+    return routed
+
+
+# ====================================================================== networks
 
 LEAKY_SLOPE = 0.1
 BN_MOMENTUM = 0.9
@@ -137,9 +265,10 @@ class CallSiteBatchNormalization(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not training or self.site is None or mask is not None:
             return super().call(inputs, training=training, mask=mask)
-        mean, variance = tf.nn.moments(inputs, axes=list(range(len(inputs.shape) - 1)))
-        self.site.record(self, mean, variance, tf.cast(tf.shape(inputs)[0], inputs.dtype))
-        return tf.nn.batch_normalization(inputs, mean, variance, self.beta, self.gamma, self.epsilon)
+        mean, variance = ops.moments(inputs, axes=list(range(len(inputs.shape) - 1)))
+        self.site.record(self, mean, variance, ops.cast(ops.shape(inputs)[0], inputs.dtype))
+        return ops.batch_normalization(inputs, mean, variance, axis=-1, offset=self.beta, scale=self.gamma,
+                                       epsilon=self.epsilon)
 
 
 class CallSiteStatistics:
@@ -157,11 +286,10 @@ class CallSiteStatistics:
 
     def __init__(self, model, name):
         self.layers = [layer for layer in model.layers if isinstance(layer, CallSiteBatchNormalization)]
-        self.accumulators = {layer.name: tf.Variable(tf.zeros((2, layer.moving_mean.shape[0])),
-                                                     trainable=False, name=f"{name}_{layer.name}_biased")
+        self.accumulators = {layer.name: state_variable((2, layer.moving_mean.shape[0]),
+                                                        f"{name}_{layer.name}_biased")
                              for layer in self.layers}
-        self.counts = {layer.name: tf.Variable(0.0, trainable=False, name=f"{name}_{layer.name}_step")
-                       for layer in self.layers}
+        self.counts = {layer.name: state_variable((), f"{name}_{layer.name}_step") for layer in self.layers}
 
     @property
     def variables(self):
@@ -169,13 +297,13 @@ class CallSiteStatistics:
 
     def record(self, layer, mean, variance, rows):
         """Average this call's batch statistics into the site's and write them into the layer."""
-        decay = tf.constant(1.0 - layer.momentum, tf.float32)
+        decay = ops.convert_to_tensor(1.0 - layer.momentum, "float32")
         corrected = variance * (rows / (rows - (1.0 + layer.epsilon)))
         accumulator, count = self.accumulators[layer.name], self.counts[layer.name]
-        biased = accumulator - (accumulator - tf.stack([mean, corrected])) * decay
+        biased = accumulator - (accumulator - ops.stack([mean, corrected])) * decay
         accumulator.assign(biased)
         count.assign_add(1.0)
-        unbiased = biased / (1.0 - tf.pow(1.0 - decay, count))
+        unbiased = biased / (1.0 - ops.power(1.0 - decay, count))
         for moving, value in ((layer.moving_mean, unbiased[0]), (layer.moving_variance, unbiased[1])):
             moving.assign(moving - (moving - value))
 
@@ -198,30 +326,54 @@ def statistics_of_call_site(model, site):
 # ====================================================================== training primitives
 
 def mse(target, output):
-    return keras.ops.mean(keras.ops.square(target - output))
+    return ops.mean(ops.square(ops.subtract(target, output)))
 
 
 def as_tensors(*arrays):
-    return [tf.convert_to_tensor(array, dtype=tf.float32) for array in arrays]
+    return [ops.convert_to_tensor(array, dtype="float32") for array in arrays]
+
+
+def state_variable(shape, name, dtype="float32"):
+    """A zero-initialised variable that is state, not a parameter."""
+    return keras.Variable(np.zeros(shape, dtype), dtype=dtype, trainable=False, name=name)
 
 
 def batch_spec(*shape):
-    """A float32 batch of any size: a step is traced once (several seconds) for
-    the full batches and the shorter last one; XLA still compiles each size."""
-    return tf.TensorSpec((None, *shape), tf.float32)
+    """A float32 batch of any size (TensorFlow): a step is traced once (several
+    seconds) for the full batches and the shorter last one; XLA still compiles
+    each size. JAX traces each size; None elsewhere."""
+    return tf.TensorSpec((None, *shape), tf.float32) if BACKEND == "tensorflow" else None
+
+
+def tensor_spec(*shape):
+    return tf.TensorSpec(shape, tf.float32) if BACKEND == "tensorflow" else None
+
+
+def signature(*specs):
+    """An input signature for compile_function (TensorFlow only)."""
+    return list(specs) if BACKEND == "tensorflow" else None
 
 
 def inputs_and_targets_spec(model, num_classes):
     """The signature of a step on (a batch of `model`'s inputs, one-hot targets)."""
-    return [batch_spec(*model.input_shape[1:]), batch_spec(num_classes)]
+    return signature(batch_spec(*model.input_shape[1:]), batch_spec(num_classes))
 
 
 def update(optimizer, variables, loss_fn):
     """One gradient step of `optimizer` on `variables` against loss_fn()."""
-    with tf.GradientTape() as tape:
-        loss = loss_fn()
-    optimizer.apply(tape.gradient(loss, variables), variables)
+    loss, gradients = value_and_gradients(loss_fn, variables)
+    with without_gradient_tracking():
+        optimizer.apply(gradients, variables)
     return loss
+
+
+def labels_of(model):
+    """A function: inputs -> the model's predicted labels (inference mode)."""
+    return lambda x: ops.argmax(model(x, training=False), axis=-1)
+
+
+def to_numpy(tensor):
+    return ops.convert_to_numpy(tensor)
 
 
 # ====================================================================== Adam
@@ -241,31 +393,31 @@ class FlatAdam:
     def build(self, variables):
         self.sizes = [int(np.prod(variable.shape)) for variable in variables]
         total = sum(self.sizes)
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
-        self.momentum = tf.Variable(tf.zeros(total), trainable=False, name="momentum")
-        self.velocity = tf.Variable(tf.zeros(total), trainable=False, name="velocity")
+        self.iterations = state_variable((), "iterations", "int64")
+        self.momentum = state_variable(total, "momentum")
+        self.velocity = state_variable(total, "velocity")
         self.variables = [self.iterations, self.momentum, self.velocity]
 
     def apply(self, gradients, variables):
         gradient = flat(gradients)
-        step = tf.cast(self.iterations + 1, tf.float32)
-        alpha = self.lr * tf.sqrt(1 - tf.pow(self.beta2, step)) / (1 - tf.pow(self.beta1, step))
+        step = ops.cast(self.iterations + 1, "float32")
+        alpha = self.lr * ops.sqrt(1 - ops.power(self.beta2, step)) / (1 - ops.power(self.beta1, step))
         m = self.momentum + (gradient - self.momentum) * (1 - self.beta1)
-        v = self.velocity + (tf.square(gradient) - self.velocity) * (1 - self.beta2)
+        v = self.velocity + (ops.square(gradient) - self.velocity) * (1 - self.beta2)
         self.momentum.assign(m)
         self.velocity.assign(v)
-        subtract_pieces(variables, m * alpha / (tf.sqrt(v) + self.epsilon), self.sizes)
+        subtract_pieces(variables, m * alpha / (ops.sqrt(v) + self.epsilon), self.sizes)
         self.iterations.assign_add(1)
 
 
 def flat(tensors):
-    return tf.concat([tf.reshape(t, [-1]) for t in tensors], axis=0)
+    return ops.concatenate([ops.reshape(t, [-1]) for t in tensors], axis=0)
 
 
 def subtract_pieces(variables, change, sizes):
     """variable -= its piece of the flat `change`, for each variable in order."""
-    for variable, piece in zip(variables, tf.split(change, sizes)):
-        variable.assign_sub(tf.reshape(piece, variable.shape))
+    for variable, piece in zip(variables, ops.split(change, np.cumsum(sizes)[:-1].tolist())):
+        variable.assign_sub(ops.reshape(piece, variable.shape))
 
 
 class ReferenceAdam:
@@ -282,20 +434,21 @@ class ReferenceAdam:
     """
 
     def __init__(self, lr, beta1, counter, flat=False, beta2=0.999, epsilon=1e-7):
-        self.lr, self.beta1, self.beta2 = (tf.constant(value, tf.float32) for value in (lr, beta1, beta2))
+        self.lr, self.beta1, self.beta2 = (ops.convert_to_tensor(value, "float32")
+                                           for value in (lr, beta1, beta2))
         self.epsilon, self.counter, self.flat = epsilon, counter, flat
 
     def build(self, variables):
         self.sizes = [int(np.prod(v.shape)) for v in variables]
         shapes = [(sum(self.sizes),)] if self.flat else [v.shape for v in variables]
-        self.moments = [tf.Variable(tf.zeros(shape), trainable=False, name="m") for shape in shapes]
-        self.velocities = [tf.Variable(tf.zeros(shape), trainable=False, name="v") for shape in shapes]
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
+        self.moments = [state_variable(shape, "m") for shape in shapes]
+        self.velocities = [state_variable(shape, "v") for shape in shapes]
+        self.iterations = state_variable((), "updates", "int64")
         self.variables = [self.iterations, *self.moments, *self.velocities]
 
     def apply(self, gradients, variables):
-        t = tf.cast(self.counter, tf.float32) + 1
-        lr_t = self.lr * (tf.sqrt(1.0 - tf.pow(self.beta2, t)) / (1.0 - tf.pow(self.beta1, t)))
+        t = ops.cast(self.counter, "float32") + 1
+        lr_t = self.lr * (ops.sqrt(1.0 - ops.power(self.beta2, t)) / (1.0 - ops.power(self.beta1, t)))
         if self.flat:
             steps = [self._moments_step(self.moments[0], self.velocities[0], flat(gradients), lr_t)]
             subtract_pieces(variables, steps[0], self.sizes)
@@ -307,10 +460,10 @@ class ReferenceAdam:
 
     def _moments_step(self, m, v, g, lr_t):
         m_t = self.beta1 * m + (1.0 - self.beta1) * g
-        v_t = self.beta2 * v + (1.0 - self.beta2) * tf.square(g)
+        v_t = self.beta2 * v + (1.0 - self.beta2) * ops.square(g)
         m.assign(m_t)
         v.assign(v_t)
-        return lr_t * m_t / (tf.sqrt(v_t) + self.epsilon)
+        return lr_t * m_t / (ops.sqrt(v_t) + self.epsilon)
 
 
 class AdamStates:
@@ -326,8 +479,7 @@ class AdamStates:
 
     def __init__(self, lr, beta1, shared_counter=True):
         self.lr, self.beta1 = lr, beta1
-        self.counter = (tf.Variable(0, dtype=tf.int64, trainable=False, name="shared_iterations")
-                        if shared_counter else None)
+        self.counter = state_variable((), "shared_iterations", "int64") if shared_counter else None
 
     def new(self, variables, flat=False):
         if self.counter is not None:

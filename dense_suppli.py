@@ -56,13 +56,28 @@ def one_line(error):
     return text.splitlines()[0]
 
 
-def import_tensorflow_quietly():
-    """Import TensorFlow and let it probe for devices with file descriptor 2 muted.
+def keras_backend_name():
+    """The backend Keras will run on, as Keras chooses it (KERAS_BACKEND, then
+    ~/.keras/keras.json, then TensorFlow), without importing Keras."""
+    if "KERAS_BACKEND" in os.environ:
+        return os.environ["KERAS_BACKEND"]
+    config = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "keras.json"
+    try:
+        return json.loads(config.read_text()).get("backend", "tensorflow")
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
+def import_backend_quietly():
+    """Import TensorFlow, when it is Keras' backend, and let it probe for
+    devices with file descriptor 2 muted.
 
     Its C++ start-up lines (CUDA probing, absl notices) ignore
     TF_CPP_MIN_LOG_LEVEL; muting them keeps errors to one line. Python
-    exceptions still propagate normally.
+    exceptions still propagate normally. JAX and PyTorch start quietly.
     """
+    if keras_backend_name() != "tensorflow":
+        return None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
@@ -458,7 +473,7 @@ def print_summary(settings, dataset, train_labels, method, more=None):
     if more:
         print(more)
     print(f"method: {method}; minority classes: {dataset.imbalance.minority.tolist()}; "
-          f"output folder {settings.out_dir}")
+          f"output folder {settings.out_dir}; Keras backend {keras_backend_name()}")
 
 
 # ---------------------------------------------------------------- the record
@@ -888,7 +903,7 @@ class Run:
             **comparable(self.settings), "method": self.settings.method, "status": "finished",
             "final_step": self.step, "batches": self.step // 2,
             "classifier_updates": self.learner.classifier_updates(), **self.facts, "wall_time_s": wall,
-            "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all cores"),
+            "backend": keras_backend_name(), "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all cores"),
             "versions": library_versions()})
         test, out = self.latest, self.out_dir
         print(f"final test ACSA {test.acsa:.4f} GM {test.gm:.4f} acc {test.acc:.4f} after {self.step} steps "
@@ -916,5 +931,5 @@ def class_counts(dataset, train_labels):
 
 def library_versions():
     """Versions of the numerical libraries this process has loaded."""
-    return {name: sys.modules[name].__version__ for name in ("tensorflow", "keras", "numpy")
+    return {name: sys.modules[name].__version__ for name in ("tensorflow", "jax", "torch", "keras", "numpy")
             if name in sys.modules}

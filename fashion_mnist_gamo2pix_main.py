@@ -27,7 +27,7 @@ from dense_suppli import (
     batch_slices,
     checkpointed_stop,
     comparable,
-    import_tensorflow_quietly,
+    import_backend_quietly,
     load_dataset,
     new_parser,
     one_hot,
@@ -41,14 +41,13 @@ from dense_suppli import (
     write_checkpoint,
 )
 
-import_tensorflow_quietly()   # before Keras, which imports TensorFlow
+import_backend_quietly()   # before Keras, which imports its backend
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import dense_net  # noqa: E402
 import fashion_mnist_gamo2pix_net as nets  # noqa: E402
-from dense_net import AdamStates, update  # noqa: E402
+from dense_net import AdamStates, compile_function, update  # noqa: E402
 from fashion_mnist_suppli import to_images  # noqa: E402
 
 
@@ -182,7 +181,8 @@ class ClassVae:
         # Fresh moments for every class; with the reference's shared step counter
         # (the default) the count runs on from class to class (QUIRK).
         self.optimizer = adam.new(self.variables)
-        self.compiled_step = tf.function(self.step, jit_compile=settings.jit)
+        self.compiled_step = compile_function(self.step, [*vae_state_variables(self), *adam.variables],
+                                              settings.jit)
 
     def __call__(self, features):
         z_mean, z_sigma = self.encoder(features)

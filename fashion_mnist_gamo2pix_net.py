@@ -5,9 +5,9 @@ as the original GAMO2pix does.
 
 from __future__ import annotations
 
-from dense_suppli import import_tensorflow_quietly
+from dense_suppli import import_backend_quietly
 
-import_tensorflow_quietly()   # before Keras, which imports TensorFlow
+import_backend_quietly()   # before Keras, which imports its backend
 
 import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
@@ -76,6 +76,6 @@ def vae_loss(images, reconstructions, z_mean, z_sigma):
     KL = -0.5 * sum(1 + z_sigma - z_mean^2 - exp(z_sigma)) per sample.
     """
     pixels = int(images.shape[1] * images.shape[2] * images.shape[3])
-    reconstruction = pixels * ops.mean(ops.square(images - reconstructions))
+    reconstruction = pixels * ops.mean(ops.square(ops.subtract(images, reconstructions)))
     kl = -0.5 * ops.sum(1 + z_sigma - ops.square(z_mean) - ops.exp(z_sigma), axis=-1)
     return reconstruction + ops.mean(kl)

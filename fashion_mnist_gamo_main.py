@@ -28,7 +28,7 @@ from dense_suppli import (
     claim_output_dir,
     class_counts,
     evaluation,
-    import_tensorflow_quietly,
+    import_backend_quietly,
     load_dataset,
     new_parser,
     one_hot,
@@ -39,14 +39,13 @@ from dense_suppli import (
     training_rows,
 )
 
-import_tensorflow_quietly()   # before Keras, which imports TensorFlow
+import_backend_quietly()   # before Keras, which imports its backend
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import fashion_mnist_net as nets  # noqa: E402
 from dense_gamo_main import METHODS, Learner, Pass, Settings, add_game_options, build_learner, train  # noqa: E402
-from dense_net import inputs_and_targets_spec, mse, update  # noqa: E402
+from dense_net import compile_function, inputs_and_targets_spec, mse, to_numpy, update  # noqa: E402
 from fashion_mnist_suppli import image_shape_for, parse_image_shape, to_images  # noqa: E402
 
 
@@ -84,12 +83,12 @@ class FeatureGamo(Learner):
         # The reference compiles F+M with the same Adam object as the game's models:
         # with its shared step counter (the default), F+M's updates advance it too.
         self.optimizer = gamo.adam.new(extractor.trainable_variables)
-        self.compiled_feature_step = tf.function(
+        self.compiled_feature_step = compile_function(
             lambda images, targets: update(self.optimizer, extractor.trainable_variables, lambda: mse(
                 targets, classifier(extractor(images, training=True), training=False))),
-            jit_compile=jit, input_signature=inputs_and_targets_spec(extractor, self.num_classes))
-        self.compiled_features = tf.function(lambda images: extractor(images, training=False),
-                                             jit_compile=jit, reduce_retracing=True)
+            self.state_variables(), jit, signature=inputs_and_targets_spec(extractor, self.num_classes))
+        self.compiled_features = compile_function(lambda images: extractor(images, training=False),
+                                                  extractor.variables, jit)
         self.train_features = None
 
     def epoch(self, images, onehot, rng):
@@ -100,7 +99,7 @@ class FeatureGamo(Learner):
             self.compiled_feature_step(images[chosen], onehot[chosen])
 
     def features(self, images, chunk=1024):
-        return np.concatenate([self.compiled_features(images[start:start + chunk]).numpy()
+        return np.concatenate([to_numpy(self.compiled_features(images[start:start + chunk]))
                                for start in range(0, len(images), chunk)])
 
     def rounds(self, images, labels, onehot, slices, rng, resumed_mid_pass=False):

@@ -6,9 +6,9 @@ F's feature vectors; only F is new here.
 
 from __future__ import annotations
 
-from dense_suppli import import_tensorflow_quietly
+from dense_suppli import import_backend_quietly
 
-import_tensorflow_quietly()   # before Keras, which imports TensorFlow
+import_backend_quietly()   # before Keras, which imports its backend
 
 import keras  # noqa: E402
 from keras import layers  # noqa: E402

@@ -32,9 +32,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from dense_suppli import Imbalance, import_tensorflow_quietly, one_hot, progress_bar, relabel_by_size
+from dense_suppli import Imbalance, import_backend_quietly, one_hot, progress_bar, relabel_by_size
 
-import_tensorflow_quietly()   # before Keras, which imports TensorFlow
+import_backend_quietly()   # before Keras, which imports its backend
 
 import keras  # noqa: E402
 

@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from dense_suppli import (  # noqa: E402
     InputError,
     atomic_path,
+    keras_backend_name,
     new_figure,
     new_parser,
     run_cli,
@@ -118,7 +119,8 @@ def build_parser():
                         help="where the prepared CSVs are (and missing ones are written)")
     parser.add_argument("--train", help="training CSV instead of the dataset's (label last)")
     parser.add_argument("--test", help="test CSV instead of the dataset's")
-    parser.add_argument("--name", help="name of the result files (default: the dataset's)")
+    parser.add_argument("--name", help="name of the result files (default: the dataset's, with the Keras "
+                                       "backend's after a dash unless it is TensorFlow, e.g. fmnist-jax)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--no-jit", action="store_true", help="passed on to the training script")
@@ -326,6 +328,7 @@ def read_run(folder, name, job):
             "classifier_updates": settings["classifier_updates"],
             "class_counts": settings["class_counts"], "train_counts": settings["train_counts"],
             "test": test, "wall_time_s": settings["wall_time_s"], "threads": settings.get("threads"),
+            "backend": settings.get("backend", "tensorflow"),
             "versions": settings["versions"],
             "curve": {"step": steps, "acsa": acsa, "gm": gm}, "run_dir": str(folder)}
 
@@ -485,7 +488,8 @@ def main(argv=None):
         raise InputError("--steps, --batch-size, --eval-every and --jobs: must be positive integers; "
                          "--threads: 0 or more")
     plan = DATASETS[args.dataset]
-    name = args.name or args.dataset
+    backend = keras_backend_name()
+    name = args.name or (args.dataset if backend == "tensorflow" else f"{args.dataset}-{backend}")
     train_csv, test_csv = data_files(args, plan)
     jobs, launches, records = launches_and_finished(args, plan, name, train_csv, test_csv)
     started, failures = time.time(), []

@@ -1,0 +1,101 @@
+"""A few batches of the game on the backend Keras runs on (KERAS_BACKEND), from
+initial weights and random draws that come from NumPy alone; writes every
+state variable to an .npz, so runs on different backends can be compared.
+
+    KERAS_BACKEND=jax python tests/backend_probe.py dense 5 out.npz
+
+dense: GAMO on 64 digit pixels (4 classes, 3 minority) for `batches` batches.
+conv: `batches` F+M updates on the 8x8 digit images, then the features, then
+`batches` game batches in their feature space.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import dense_gamo_main  # noqa: E402
+import fashion_mnist_gamo_main  # noqa: E402
+import fashion_mnist_net  # noqa: E402
+from dense_suppli import Imbalance, one_hot  # noqa: E402
+
+COUNTS = {0: 80, 1: 40, 2: 20, 3: 10}      # original digit -> rows; new labels by size
+BATCH = 32
+
+
+def digits():
+    """Rows of the 4 digits scaled to [-1, 1], labels 0-3 by size, largest first."""
+    from sklearn.datasets import load_digits
+
+    images, labels = load_digits(return_X_y=True)
+    chosen = [np.flatnonzero(labels == digit)[:count] for digit, count in COUNTS.items()]
+    x = np.concatenate([images[rows] for rows in chosen]).astype(np.float32) / 8 - 1
+    y = np.concatenate([np.full(len(rows), 3 - new) for new, rows in enumerate(chosen)])
+    order = np.random.default_rng(0).permutation(len(y))
+    return x[order], y[order]
+
+
+def set_weights_from_numpy(models, seed):
+    """Every trainable weight drawn by NumPy: Glorot-uniform kernels, small
+    biases, BatchNorm's gamma 1 and beta 0; the same on every backend."""
+    rng = np.random.default_rng(seed)
+    for model in models:
+        for variable in model.trainable_variables:
+            shape, name = tuple(variable.shape), variable.path
+            if name.endswith("gamma"):
+                value = np.ones(shape)
+            elif name.endswith("beta"):
+                value = np.zeros(shape)
+            elif len(shape) >= 2:
+                fan_in, fan_out = np.prod(shape[:-1]), shape[-1]
+                value = rng.uniform(-1, 1, shape) * np.sqrt(6 / (fan_in + fan_out))
+            else:
+                value = rng.uniform(-0.05, 0.05, shape)
+            variable.assign(value.astype(np.float32))
+
+
+def game(num_features, imbalance):
+    gamo = dense_gamo_main.Gamo(num_features, imbalance, batch_size=BATCH)
+    p = gamo.players
+    set_weights_from_numpy([p.trunk, p.classifier, p.discriminator, *p.igus.values()], seed=1)
+    return gamo
+
+
+def play(learner, x, y, batches, rng):
+    onehot = one_hot(y, 4)
+    for start in range(0, batches * BATCH, BATCH):
+        learner.train_on_batch(x[start:start + BATCH], onehot[start:start + BATCH], rng)
+
+
+def dense(batches):
+    x, y = digits()
+    gamo = game(x.shape[1], Imbalance(np.bincount(y)))
+    gamo.players.set_class_points(x, y)
+    play(gamo, x, y, batches, np.random.default_rng(2))
+    return gamo.state_variables()
+
+
+def conv(batches):
+    x, y = digits()
+    images = x.reshape(-1, 8, 8, 1)
+    extractor = fashion_mnist_net.build_feature_extractor((8, 8, 1), 32)
+    set_weights_from_numpy([extractor], seed=3)
+    learner = fashion_mnist_gamo_main.FeatureGamo(extractor, game(32, Imbalance(np.bincount(y))), BATCH)
+    onehot = one_hot(y, 4)
+    for start in range(0, batches * BATCH, BATCH):
+        learner.compiled_feature_step(images[start:start + BATCH], onehot[start:start + BATCH])
+    features = learner.features(images)
+    learner.gamo.players.set_class_points(features, y)
+    play(learner, features, y, batches, np.random.default_rng(4))
+    return learner.state_variables()
+
+
+def main(case, batches, out):
+    variables = {"dense": dense, "conv": conv}[case](int(batches))
+    np.savez(out, **{f"{index:03d} {v.path}": np.asarray(v) for index, v in enumerate(variables)})
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
