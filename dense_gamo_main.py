@@ -485,7 +485,7 @@ def main(argv=None, after_batch=None):
     settings = settings_from(build_parser().parse_args(argv), Settings)
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale)
     claim_output_dir(settings)
-    keras.utils.set_random_seed(settings.seed)
+    dense_net.set_random_seed(settings.seed)
     learner = build_learner(settings, dataset.x_train.shape[1], dataset.imbalance)
     rng = np.random.default_rng(settings.seed)
     x, y = training_rows(dataset, rng, settings.seed if settings.smote else None, settings.train)

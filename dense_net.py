@@ -12,10 +12,11 @@ Keras runs on (KERAS_BACKEND: tensorflow, the default, jax or torch).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 
 import numpy as np
 
-from dense_suppli import import_backend_quietly
+from dense_suppli import import_backend_quietly, import_tensorflow_quietly
 
 import_backend_quietly()   # before Keras, which imports its backend
 
@@ -72,6 +73,15 @@ def _jax_value_and_gradients(loss_fn, variables):
         [outer.state_mapping[key] for key in keys])
     outer.state_mapping.update(assigned)
     return loss, gradients
+
+
+def set_random_seed(seed):
+    """keras.utils.set_random_seed: Python's, NumPy's and Keras' seeds. It also
+    seeds TensorFlow wherever TensorFlow is installed, whatever the backend;
+    imported here first, TensorFlow starts without its console lines."""
+    if BACKEND != "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
+        import_tensorflow_quietly()
+    keras.utils.set_random_seed(seed)
 
 
 def without_gradient_tracking():
@@ -338,6 +348,11 @@ def state_variable(shape, name, dtype="float32"):
     return keras.Variable(np.zeros(shape, dtype), dtype=dtype, trainable=False, name=name)
 
 
+# Step counters: JAX has 64-bit integers only when asked (jax_enable_x64); 32 bits
+# count 2^31 updates, far more than a run makes.
+COUNTER_DTYPE = "int32" if BACKEND == "jax" and not jax.config.jax_enable_x64 else "int64"
+
+
 def batch_spec(*shape):
     """A float32 batch of any size (TensorFlow): a step is traced once (several
     seconds) for the full batches and the shorter last one; XLA still compiles
@@ -393,7 +408,7 @@ class FlatAdam:
     def build(self, variables):
         self.sizes = [int(np.prod(variable.shape)) for variable in variables]
         total = sum(self.sizes)
-        self.iterations = state_variable((), "iterations", "int64")
+        self.iterations = state_variable((), "iterations", COUNTER_DTYPE)
         self.momentum = state_variable(total, "momentum")
         self.velocity = state_variable(total, "velocity")
         self.variables = [self.iterations, self.momentum, self.velocity]
@@ -443,7 +458,7 @@ class ReferenceAdam:
         shapes = [(sum(self.sizes),)] if self.flat else [v.shape for v in variables]
         self.moments = [state_variable(shape, "m") for shape in shapes]
         self.velocities = [state_variable(shape, "v") for shape in shapes]
-        self.iterations = state_variable((), "updates", "int64")
+        self.iterations = state_variable((), "updates", COUNTER_DTYPE)
         self.variables = [self.iterations, *self.moments, *self.velocities]
 
     def apply(self, gradients, variables):
@@ -479,7 +494,7 @@ class AdamStates:
 
     def __init__(self, lr, beta1, shared_counter=True):
         self.lr, self.beta1 = lr, beta1
-        self.counter = state_variable((), "shared_iterations", "int64") if shared_counter else None
+        self.counter = state_variable((), "shared_iterations", COUNTER_DTYPE) if shared_counter else None
 
     def new(self, variables, flat=False):
         if self.counter is not None:

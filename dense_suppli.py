@@ -69,15 +69,18 @@ def keras_backend_name():
 
 
 def import_backend_quietly():
-    """Import TensorFlow, when it is Keras' backend, and let it probe for
-    devices with file descriptor 2 muted.
+    """Import TensorFlow quietly when it is Keras' backend (JAX and PyTorch
+    start quietly)."""
+    return import_tensorflow_quietly() if keras_backend_name() == "tensorflow" else None
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow and let it probe for devices with file descriptor 2 muted.
 
     Its C++ start-up lines (CUDA probing, absl notices) ignore
     TF_CPP_MIN_LOG_LEVEL; muting them keeps errors to one line. Python
-    exceptions still propagate normally. JAX and PyTorch start quietly.
+    exceptions still propagate normally.
     """
-    if keras_backend_name() != "tensorflow":
-        return None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]

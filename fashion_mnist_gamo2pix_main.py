@@ -262,7 +262,7 @@ class PixRun:
 
     def new_vae(self, k):
         """Class k's VAE, with the same initial weights whether resumed or not."""
-        keras.utils.set_random_seed(self.settings.seed + k)
+        dense_net.set_random_seed(self.settings.seed + k)
         return ClassVae(self.models.extractor.output.shape[-1], self.image_shape, self.settings,
                         seed=self.settings.seed + k, adam=self.adam)
 
@@ -378,7 +378,7 @@ def main(argv=None, after_step=None):
         raise InputError(f"{settings.train}: {dataset.x_train.shape[1]} features, but "
                          f"{folder}'s F takes images of shape {image_shape}")
     out_dir = prepare_output_dir(settings.out_dir)
-    keras.utils.set_random_seed(settings.seed)
+    dense_net.set_random_seed(settings.seed)
     print(f"models from {folder}; classes {classes}; seed {settings.seed}; output folder {out_dir}")
     run = PixRun(settings, dataset, models, classes, image_shape, after_step)
     if settings.resume:

@@ -41,8 +41,8 @@ from dense_suppli import (
 
 import_backend_quietly()   # before Keras, which imports its backend
 
-import keras  # noqa: E402
 
+import dense_net  # noqa: E402
 import fashion_mnist_net as nets  # noqa: E402
 from dense_gamo_main import METHODS, Learner, Pass, Settings, add_game_options, build_learner, train  # noqa: E402
 from dense_net import compile_function, inputs_and_targets_spec, mse, to_numpy, update  # noqa: E402
@@ -146,7 +146,7 @@ def main(argv=None):
                            missing_hint="fMNIST_process.py")
     settings.image_shape = image_shape_for(dataset.x_train.shape[1], settings.image_shape, settings.train)
     claim_output_dir(settings)
-    keras.utils.set_random_seed(settings.seed)
+    dense_net.set_random_seed(settings.seed)
     extractor = nets.build_feature_extractor(settings.image_shape, settings.num_features)
     if settings.is_baseline:
         learner = build_learner(settings, settings.num_features, dataset.imbalance, extractor=extractor)

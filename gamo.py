@@ -11,7 +11,7 @@ for, so it goes into an `imblearn.pipeline.Pipeline` like SMOTE.
 
 Classes are ordered by size as in the scripts (the smallest first); every
 class smaller than the largest gets an instance generation unit. Fitting calls
-keras.utils.set_random_seed(random_state), as the scripts do, so that a seed
+dense_net.set_random_seed(random_state), as the scripts do, so that a seed
 gives the script's run.
 """
 
@@ -137,7 +137,7 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
     def _play(self, x, labels, seed):
         """The scripts' run without its files: seed, networks, one shuffle, the batches."""
         imbalance = Imbalance(np.bincount(labels))
-        keras.utils.set_random_seed(seed)
+        dense_net.set_random_seed(seed)
         adam = dense_net.AdamStates(self.learning_rate, self.beta_1, shared_counter=not self.standard_adam)
         if self.classifier_only or imbalance.minority.size == 0:
             if not self.classifier_only:

@@ -51,6 +51,7 @@ import_backend_quietly()   # before Keras, which imports its backend
 import keras  # noqa: E402
 
 import dense_gamo_main as gm  # noqa: E402
+import dense_net  # noqa: E402
 import MNIST_process as mp  # noqa: E402
 from dense_net import BACKEND, AdamStates, compile_function  # noqa: E402
 from dense_suppli import imbalance_of, new_parser, one_hot, relabel_by_size, sample_fake_labels, scale_pixels  # noqa: E402
@@ -166,7 +167,7 @@ JIT = True          # False with --smoke: everything compiled without XLA
 
 def new_gamo(x, labels, standard=False):
     """GAMO with the reference's numerics, or with --standard-adam --standard-batchnorm."""
-    keras.utils.set_random_seed(0)
+    dense_net.set_random_seed(0)
     gamo = gm.Gamo(x.shape[1], imbalance_of(labels), adam=AdamStates(2e-4, 0.5, shared_counter=not standard),
                    reference_batchnorm=not standard, jit=JIT)
     gamo.players.set_class_points(x, labels)
@@ -230,7 +231,7 @@ def compare_feature_epoch(images, labels, epochs):
 
     onehot = one_hot(labels, labels.max() + 1)
     rng = np.random.default_rng(0)
-    keras.utils.set_random_seed(0)
+    dense_net.set_random_seed(0)
     extractor = nets.build_feature_extractor()
     learner = conv.FeatureGamo(extractor, gm.Gamo(nets.NUM_FEATURES, imbalance_of(labels), jit=JIT),
                                batch_size=32, jit=JIT)
@@ -266,7 +267,7 @@ def compare_pix_step(images, batches=200, warmup=10):
     import fashion_mnist_gamo2pix_main as pix
     import fashion_mnist_net as nets
 
-    keras.utils.set_random_seed(0)
+    dense_net.set_random_seed(0)
     extractor = nets.build_feature_extractor()
     adam = AdamStates(2e-4, 0.5)
     vae = pix.ClassVae(nets.NUM_FEATURES, images.shape[1:], pix.PixSettings(jit=JIT), seed=0, adam=adam)

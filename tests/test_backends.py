@@ -89,3 +89,21 @@ def test_models_saved_under_jax_load_and_predict_the_same_under_the_others(digit
     assert len(set(labels.values())) == 1 and len(labels["jax"]) == 80, labels
     settings = (out / "settings.json").read_text()
     assert '"backend": "jax"' in settings
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "tensorflow"])
+def test_the_convolutional_script_and_gamo2pix_run_on_the_other_backends(backend, digits_csvs, tmp_path):
+    train, test = digits_csvs
+    env = {"KERAS_BACKEND": backend}
+    gamo_dir = tmp_path / "Digits_8_Gamo"
+    conv = run_script("fashion_mnist_gamo_main.py", "--train", train, "--test", test, "--out-dir", gamo_dir,
+                      "--steps", "12", "--eval-every", "6", "--save-every", "12", "--num-features", "32", env=env)
+    assert conv.returncode == 0, conv.stderr[-3000:]
+    assert f"Keras backend {backend}" in conv.stdout
+    assert not [line for line in conv.stderr.splitlines() if line.strip() and "batch" not in line], conv.stderr
+    pix = run_script("fashion_mnist_gamo2pix_main.py", "--train", train, "--gamo-dir", gamo_dir,
+                     "--out-dir", tmp_path / "ImgGen", "--steps", "4", "--picture-every", "2", "--save-every", "4",
+                     "--num-images", "3", "--classes", "0", env=env)
+    assert pix.returncode == 0, pix.stderr[-3000:]
+    assert len(list((tmp_path / "ImgGen" / "generated_0").iterdir())) == 3
+    assert (tmp_path / "ImgGen" / "models_0" / "decoder_4.keras").is_file()

@@ -1,7 +1,8 @@
 """The reference's library arithmetic (Keras 2.2 on TensorFlow 1), checked against
 independent NumPy implementations: Adam with one step counter shared by every
 state, and the trunk's per-call-site zero-debiased BatchNorm statistics; and
-the --standard-adam / --standard-batchnorm options, which give Keras 3's."""
+the --standard-adam / --standard-batchnorm options, which give Keras 3's.
+Backend-neutral: `make test` also runs them under JAX and PyTorch."""
 
 import contextlib
 
@@ -14,7 +15,8 @@ import dense_net
 from dense_suppli import Imbalance, one_hot
 
 keras = pytest.importorskip("keras")
-tf = pytest.importorskip("tensorflow")
+ops = keras.ops
+pytestmark = pytest.mark.every_backend
 
 COUNTS = np.array([5, 8, 12, 20])      # 3 minority classes: 2 + 2 + 3 * 2 = 10 updates a batch
 BATCH, FEATURES, LATENT = 8, 16, 8
@@ -23,7 +25,13 @@ LR, BETA1, BETA2, EPSILON = np.float32(0.01), np.float32(0.5), np.float32(0.999)
 
 @contextlib.contextmanager
 def eager_steps():
-    """Run the compiled steps eagerly, so a test can see every update as it happens."""
+    """Run the compiled steps eagerly, so a test can see every update as it happens
+    (TensorFlow; on JAX and PyTorch the games here are built with jit=False)."""
+    if dense_net.BACKEND != "tensorflow":
+        yield
+        return
+    import tensorflow as tf
+
     tf.config.run_functions_eagerly(True)
     try:
         yield
@@ -136,20 +144,28 @@ def test_standard_adam_gives_each_state_its_own_count_with_keras_3_adam():
     assert [int(s.iterations.numpy()) for s in adam_states(gamo)] == [4, 4] + [2] * 6
 
 
+def squares_step(optimizer, variables):
+    """One update of `variables` against the sum of their squared distances to a target."""
+    return lambda target: dense_net.update(
+        optimizer, variables, lambda: sum(ops.sum(ops.square(v - target)) for v in variables))
+
+
 def test_reference_adam_equals_keras_adam_on_one_state_of_its_own():
     """With a counter of its own, Keras 2.2's Adam is Keras 3's up to float rounding."""
     rng = np.random.default_rng(SEED)
     starts = [rng.normal(size=shape).astype(np.float32) for shape in ((5, 3), (4,))]
     targets = rng.normal(size=5).astype(np.float32)
     results = []
-    for optimizer in (dense_net.ReferenceAdam(0.01, 0.5, tf.Variable(0, dtype=tf.int64)),
-                      dense_net.ReferenceAdam(0.01, 0.5, tf.Variable(0, dtype=tf.int64), flat=True),
+    for optimizer in (dense_net.ReferenceAdam(0.01, 0.5, dense_net.state_variable((), "t", dense_net.COUNTER_DTYPE)),
+                      dense_net.ReferenceAdam(0.01, 0.5, dense_net.state_variable((), "t", dense_net.COUNTER_DTYPE), flat=True),
                       keras.optimizers.Adam(0.01, beta_1=0.5)):
-        variables = [tf.Variable(start) for start in starts]
+        variables = [keras.Variable(start) for start in starts]
         optimizer.build(variables)
+        counter = [optimizer.counter] if isinstance(optimizer, dense_net.ReferenceAdam) else []
+        state = [*variables, *optimizer.variables, *counter]
+        step = dense_net.compile_function(squares_step(optimizer, variables), state, jit=False)
         for target in targets:
-            dense_net.update(optimizer, variables, lambda t=target, vs=variables:
-                             tf.add_n([tf.reduce_sum(tf.square(v - t)) for v in vs]))
+            step(target)
         results.append([v.numpy() for v in variables])
     for other in results[1:]:
         for mine, theirs in zip(results[0], other):

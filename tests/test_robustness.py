@@ -1,7 +1,9 @@
 """Runs that survive interruption and bad input: checkpoints, --resume, signals,
 atomic files and one-line errors."""
 
+import importlib.util
 import json
+import os
 import random
 import signal
 import subprocess
@@ -25,9 +27,13 @@ def dense_args(digits_csvs, out, *extra):
     return ["--train", str(train), "--test", str(test), "--out-dir", str(out), *LONG_RUN, *extra]
 
 
-def start(args):
+def backend_env(backend):
+    return {**os.environ, "KERAS_BACKEND": backend}
+
+
+def start(args, backend="tensorflow"):
     return subprocess.Popen([sys.executable, str(ROOT / "dense_gamo_main.py"), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=backend_env(backend))
 
 
 def wait_for(path_glob_root, pattern, process, timeout=300):
@@ -41,19 +47,23 @@ def wait_for(path_glob_root, pattern, process, timeout=300):
     raise AssertionError(f"no {pattern} after {timeout} s")
 
 
-def finish(args):
+def finish(args, backend="tensorflow"):
     result = subprocess.run([sys.executable, str(ROOT / "dense_gamo_main.py"), *args],
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=600, env=backend_env(backend))
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_record_as_an_uninterrupted_one(digits_csvs, tmp_path):
-    # Without XLA, to keep the test short: three processes would each compile it.
-    finish(dense_args(digits_csvs, tmp_path / "whole", "--no-jit"))
+@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None, reason="JAX is not installed"))])
+def test_killed_run_resumes_to_the_same_record_as_an_uninterrupted_one(backend, digits_csvs, tmp_path):
+    # TensorFlow without XLA, to keep the test short: three processes would each
+    # compile it. JAX with it: eager JAX is slower than its compilation.
+    options = ("--no-jit",) if backend == "tensorflow" else ()
+    finish(dense_args(digits_csvs, tmp_path / "whole", *options), backend)
     killed = tmp_path / "killed"
-    process = start(dense_args(digits_csvs, killed, "--no-jit"))
+    process = start(dense_args(digits_csvs, killed, *options), backend)
     wait_for(killed, "checkpoints/step_*", process)
     delay = random.Random(SEED).uniform(0, 1.0)       # a step after the first checkpoint, repeatable
     print(f"killing {delay:.3f} s after the first checkpoint")
@@ -66,7 +76,7 @@ def test_killed_run_resumes_to_the_same_record_as_an_uninterrupted_one(digits_cs
     state = json.loads((newest / "state.json").read_text())
     assert state["wall_time_s"] > 0
     (newest / "state.json").write_text(json.dumps({**state, "wall_time_s": state["wall_time_s"] + 1000}))
-    resumed = finish(dense_args(digits_csvs, killed, "--no-jit", "--resume"))
+    resumed = finish(dense_args(digits_csvs, killed, *options, "--resume"), backend)
     assert "resumed from" in resumed.stdout
     whole, again = np.load(tmp_path / "whole" / "Record.npz"), np.load(killed / "Record.npz")
     for key in RECORD_KEYS:
