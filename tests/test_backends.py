@@ -4,6 +4,7 @@ weight, Adam moment, step counter and BatchNorm statistic equal up to float32
 rounding; a model saved under JAX loads under the others."""
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -107,3 +108,14 @@ def test_the_convolutional_script_and_gamo2pix_run_on_the_other_backends(backend
     assert pix.returncode == 0, pix.stderr[-3000:]
     assert len(list((tmp_path / "ImgGen" / "generated_0").iterdir())) == 3
     assert (tmp_path / "ImgGen" / "models_0" / "decoder_4.keras").is_file()
+
+
+def test_the_backends_benchmark_times_each_backend_in_turn(tmp_path):
+    others = [b for b in BACKENDS if b != "tensorflow"]
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "backends.py"), "--smoke", "--rounds", "1",
+                             "--case", "dense", "--backends", ",".join(others)],
+                            capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    medians = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sorted(medians) == sorted(others) and all(m["compiled_ms"] > 0 for m in medians.values())
+    assert "| dense GAMO, ms per batch (median) |" in result.stdout

@@ -100,7 +100,7 @@ def test_every_method_writes_its_record_and_the_table(dense_comparison):
         assert len(run["test"]["tpr"]) == len(DIGITS_TRAIN_COUNTS)
         assert 0 <= run["test"]["acsa"] <= 1 and run["wall_time_s"] > 0
         assert run["curve"]["step"] == [0, 10, 20, 30, 40]
-        assert set(run["versions"]) >= {"tensorflow", "keras", "numpy"}
+        assert set(run["versions"]) >= {"tensorflow", "keras", "numpy"} and run["backend"] == "tensorflow"
     table = (out / "digits.md").read_text()
     for method, run in runs.items():
         assert f"| {method} | {STEPS} | {STEPS // 2} | {SEED} | {run['test']['acsa']:.4f} |" in table
