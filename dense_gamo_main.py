@@ -104,8 +104,19 @@ class Settings(TrainingSettings):
     def positive_integers(self):
         return (*super().positive_integers(), "latent_dim", "eval_every")
 
+    def data_files(self):
+        return ("train", "test")
+
+    def uncompared(self):
+        """--steps too: a finished run continues to more steps with --resume."""
+        return (*super().uncompared(), "steps")
+
     def validate(self):
         super().validate()
+        for name in ("steps", "eval_every", "save_every"):    # step grows by 2 per batch
+            if getattr(self, name) % 2:
+                raise InputError(f"--{name.replace('_', '-')}: must be even (step grows by 2 per batch, as "
+                                 f"in the reference), got {getattr(self, name)}")
         if self.no_discriminator and self.is_baseline:
             raise InputError("--no-discriminator: applies to GAMO, not to --classifier-only or --smote")
         if not self.out_dir:
@@ -172,8 +183,12 @@ class Learner(abc.ABC):
         """Name prefix -> model, as the reference saves them."""
 
     @abc.abstractmethod
+    def named_state(self):
+        """{stable name: variable} of everything a checkpoint keeps: weights,
+        optimiser and other states; the names are the checkpoint's keys."""
+
     def state_variables(self):
-        """Every variable a checkpoint keeps: weights, optimiser and other states."""
+        return list(self.named_state().values())
 
     def predict_labels(self, x, chunk=4096):
         return np.concatenate([to_numpy(self.predict_batch(x[start:start + chunk]))
@@ -244,10 +259,12 @@ class Players:
             named["DIS"] = self.discriminator
         return {**named, **{f"GenP_{k}": igu for k, igu in self.igus.items()}}
 
-    def state_variables(self):
-        models = [self.trunk, self.classifier, self.discriminator, *self.igus.values()]   # D even if unused
-        return [*(v for m in models for v in m.variables),
-                *(v for site in self.trunk_sites.values() for v in site.variables)]
+    def named_state(self):
+        models = {"GEN": self.trunk, "MLP": self.classifier, "DIS": self.discriminator,   # D even if unused
+                  **{f"GenP_{k}": igu for k, igu in self.igus.items()}}
+        return dense_net.merged_names(
+            *(dense_net.named_model_variables(prefix, model) for prefix, model in models.items()),
+            {f"trunk_sites/{v.name}": v for site in self.trunk_sites.values() for v in site.variables})
 
 
 class Gamo(Learner):
@@ -367,10 +384,13 @@ class Gamo(Learner):
     def models(self):
         return self.players.models()
 
-    def state_variables(self):
-        states = [self.opt_classifier, self.opt_discriminator, *self.opt_against.values()]
-        return [*self.players.state_variables(), *(v for state in states for v in state.variables),
-                *self.adam.variables]
+    def named_state(self):
+        states = {"adam_M": self.opt_classifier, "adam_D": self.opt_discriminator,
+                  **{f"adam_G_{o}_{k}": state for (o, k), state in self.opt_against.items()}}
+        return dense_net.merged_names(
+            self.players.named_state(),
+            *(dense_net.named_optimizer_variables(name, state) for name, state in states.items()),
+            self.adam.named_variables())
 
 
 class ClassifierOnly(Learner):
@@ -411,9 +431,10 @@ class ClassifierOnly(Learner):
     def models(self):
         return {**({"Conv": self.extractor} if self.extractor is not None else {}), "MLP": self.classifier}
 
-    def state_variables(self):
-        return [*(v for m in self.networks for v in m.variables), *self.opt_classifier.variables,
-                *self.adam.variables]
+    def named_state(self):
+        return dense_net.merged_names(
+            *(dense_net.named_model_variables(name, model) for name, model in self.models().items()),
+            dense_net.named_optimizer_variables("adam_M", self.opt_classifier), self.adam.named_variables())
 
 
 def build_learner(settings, num_features, imbalance, extractor=None):

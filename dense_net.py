@@ -412,6 +412,7 @@ class FlatAdam:
         self.momentum = state_variable(total, "momentum")
         self.velocity = state_variable(total, "velocity")
         self.variables = [self.iterations, self.momentum, self.velocity]
+        self.names = ["iterations", "m", "v"]
 
     def apply(self, gradients, variables):
         gradient = flat(gradients)
@@ -460,6 +461,8 @@ class ReferenceAdam:
         self.velocities = [state_variable(shape, "v") for shape in shapes]
         self.iterations = state_variable((), "updates", COUNTER_DTYPE)
         self.variables = [self.iterations, *self.moments, *self.velocities]
+        tracked = ["all"] if self.flat else [v.path for v in variables]   # each moment by its variable
+        self.names = ["updates", *(f"m:{path}" for path in tracked), *(f"v:{path}" for path in tracked)]
 
     def apply(self, gradients, variables):
         t = ops.cast(self.counter, "float32") + 1
@@ -510,3 +513,32 @@ class AdamStates:
     def variables(self):
         """What a checkpoint keeps besides the states themselves: the shared counter."""
         return [self.counter] if self.counter is not None else []
+
+    def named_variables(self):
+        return {"adam/shared_iterations": self.counter} if self.counter is not None else {}
+
+
+# ====================================================================== named state
+
+def named_model_variables(prefix, model):
+    """{prefix/variable path: variable} for every variable of a model (a stable
+    name: the checkpoint key)."""
+    return {f"{prefix}/{v.path}": v for v in model.variables}
+
+
+def named_optimizer_variables(prefix, optimizer):
+    """{prefix/name: variable} for an Adam state: ours name their moments after
+    the variables they track, Keras' own after their paths."""
+    names = getattr(optimizer, "names", None) or [v.path for v in optimizer.variables]
+    return {f"{prefix}/{name}": v for name, v in zip(names, optimizer.variables)}
+
+
+def merged_names(*groups):
+    """One {name: variable} from several; a name given twice is a programming error."""
+    merged = {}
+    for group in groups:
+        for name, variable in group.items():
+            if name in merged:
+                raise ValueError(f"two state variables named {name}")
+            merged[name] = variable
+    return merged

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import hashlib
 import json
 import math
 import os
@@ -27,12 +29,21 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix
 
+try:
+    import fcntl
+except ImportError:          # not on Windows: no folder locks there
+    fcntl = None
+
 
 class InputError(Exception):
     """A problem with the user's input; reported as one line, exit status 2."""
 
 
-class WriteError(Exception):
+class RunError(Exception):
+    """A run that cannot go on (out of memory, say); reported as one line, exit status 1."""
+
+
+class WriteError(RunError):
     """An output that could not be written (disk full, permission lost); reported
     as one line, exit status 1. Finished files and the previous checkpoint stay."""
 
@@ -45,7 +56,7 @@ def run_cli(main, argv=None):
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
-    except WriteError as error:
+    except RunError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
 
@@ -74,16 +85,30 @@ def import_backend_quietly():
     return import_tensorflow_quietly() if keras_backend_name() == "tensorflow" else None
 
 
+PROJECT_DIR = Path(__file__).resolve().parent
+
+
+def running_our_script():
+    """True when the process is one of this project's scripts or benchmarks
+    (not a user's program that imports gamo, nor a test runner)."""
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    return main is not None and Path(main).resolve().parent in (PROJECT_DIR, PROJECT_DIR / "bench")
+
+
 def import_tensorflow_quietly():
-    """Import TensorFlow and let it probe for devices with file descriptor 2 muted.
+    """Import TensorFlow; in this project's scripts, let it probe for devices with
+    file descriptor 2 muted.
 
     Its C++ start-up lines (CUDA probing, absl notices) ignore
     TF_CPP_MIN_LOG_LEVEL; muting them keeps errors to one line. Python
-    exceptions still propagate normally.
+    exceptions still propagate normally. Imported from another program (`import
+    gamo`), nothing of the process is changed: TensorFlow starts as it would.
     """
+    if "tensorflow" in sys.modules or not running_our_script():
+        import tensorflow as tf
+
+        return tf
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
@@ -100,8 +125,18 @@ def import_tensorflow_quietly():
 
 # ---------------------------------------------------------------- file output
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+def current_umask():
+    """The process's umask, read without changing it where Linux tells it (/proc);
+    elsewhere set and put back at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -118,7 +153,7 @@ def atomic_path(path):
         fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.stem}-", suffix=path.suffix, dir=path.parent)
         os.close(fd)
         yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; give the usual mode
+        os.chmod(tmp, 0o666 & ~current_umask())   # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
     except OSError as error:
         raise WriteError(f"{path}: cannot write ({error.strerror or one_line(error)})") from None
@@ -512,8 +547,13 @@ class Record:
         return {"steps_seen": self.steps_seen, **self.arrays}
 
     def restore(self, arrays):
-        self.steps_seen = arrays["steps_seen"]
-        self.arrays = {key: arrays[key] for key in RECORD_KEYS}
+        """The record of a checkpoint: of this run, or of a run of fewer steps
+        being continued (its evaluations fill the first slots; the slot of its
+        final evaluation is evaluated again at its step)."""
+        stored = len(arrays["steps_seen"])
+        self.steps_seen[:stored] = arrays["steps_seen"]
+        for key in RECORD_KEYS:
+            self.arrays[key][:stored] = arrays[key]
 
 
 # ---------------------------------------------------------------- settings
@@ -547,9 +587,15 @@ class TrainingSettings:
                 raise InputError(f"--{name.replace('_', '-')}: must be a positive integer, "
                                  f"got {getattr(self, name)}")
 
+    def data_files(self):
+        """The settings that name input files: compared on resume by their content."""
+        return ("train",)
 
-# Settings that may differ between a checkpoint and the run that resumes it.
-NOT_COMPARED_ON_RESUME = ("resume",)
+    def uncompared(self):
+        """Settings that do not change the run's mathematics: a checkpoint written
+        with other values resumes (where the output folder is, how the data files
+        are spelled, XLA or not, how often checkpoints are written)."""
+        return ("resume", "out_dir", "jit", "save_every", *self.data_files())
 
 
 def add_training_options(parser, defaults, train_help, out_dir_help, steps_help, save_help):
@@ -596,10 +642,77 @@ def settings_from(args, cls):
 
 
 def comparable(settings):
-    """Settings as JSON values, for checkpoints and for comparing with them (without
-    --resume, which does not change a run)."""
+    """Settings as JSON values with the SHA-256 of each data file's content, for
+    settings.json and checkpoints, and for comparing with them (first_difference)."""
     values = json.loads(json.dumps(asdict(settings), default=str))
-    return {name: value for name, value in values.items() if name not in NOT_COMPARED_ON_RESUME}
+    values.pop("resume", None)
+    return {**values, "data_sha256": {name: file_sha256(getattr(settings, name))
+                                      for name in settings.data_files()}}
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_of(path, size, mtime_ns):
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path):
+    """The SHA-256 of a file's content ("(missing)" if it cannot be read)."""
+    try:
+        status = os.stat(path)
+        return _sha256_of(os.path.realpath(path), status.st_size, status.st_mtime_ns)
+    except OSError:
+        return "(missing)"
+
+
+def first_difference(settings, mine, theirs):
+    """'name = theirs there, mine here' for the first setting that changes the
+    run's mathematics and differs, or None. A data file differs by its content;
+    records written before the data hashes (no data_sha256) are compared by the
+    data files' names instead."""
+    by_name = set(settings.data_files()) if "data_sha256" not in theirs else set()
+    skipped = set(settings.uncompared()) - by_name
+    for name, value in mine.items():
+        if name == "data_sha256" and isinstance(theirs.get(name), dict):
+            for file, digest in value.items():
+                if theirs[name].get(file) != digest:
+                    return (f"the content of --{file} (SHA-256 {str(theirs[name].get(file))[:12]} there, "
+                            f"{digest[:12]} here)")
+        elif name not in skipped and name != "data_sha256" and theirs.get(name, "(not set)") != value:
+            return f"{name} = {theirs.get(name, '(not set)')!r} there, {value!r} here"
+    return None
+
+
+_HELD_LOCKS = {}     # output folder -> its open lock file, held until this process ends
+
+
+def lock_output_dir(out_dir):
+    """One writer per output folder: an OS lock on <out_dir>/.lock (which names
+    the holder's process id), held until this process ends. The OS releases it
+    when the process ends in any way, so a killed run leaves no lock behind."""
+    key = str(Path(out_dir).resolve())
+    if key in _HELD_LOCKS or fcntl is None:
+        return
+    try:
+        stream = open(Path(out_dir) / ".lock", "a+")
+    except OSError as error:
+        raise WriteError(f"{out_dir}: cannot write its lock file ({error.strerror})") from None
+    try:
+        fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        stream.seek(0)
+        holder = stream.read().strip() or "unknown"
+        stream.close()
+        raise InputError(f"{out_dir}: in use by a running run (process {holder}); wait for it to end, "
+                         "or pass another --out-dir") from None
+    stream.seek(0)
+    stream.truncate()
+    stream.write(f"{os.getpid()}\n")
+    stream.flush()
+    _HELD_LOCKS[key] = stream
 
 
 def claim_output_dir(settings):
@@ -611,6 +724,7 @@ def claim_output_dir(settings):
     its own in settings.json; a resumed one changes nothing until it trains.
     """
     out_dir = prepare_output_dir(settings.out_dir)
+    lock_output_dir(out_dir)
     path = out_dir / "settings.json"
     mine = comparable(settings)
     if path.is_file():
@@ -621,11 +735,10 @@ def claim_output_dir(settings):
         except (OSError, ValueError) as error:
             raise InputError(f"{path}: not the settings of a run ({one_line(error)}); pass another "
                              "--out-dir or remove that folder") from None
-        for name, value in mine.items():
-            if name not in NOT_COMPARED_ON_RESUME and theirs.get(name, "(not set)") != value:
-                raise InputError(f"{out_dir}: holds the outputs of another run ({name} = "
-                                 f"{theirs.get(name, '(not set)')!r} there, {value!r} here); "
-                                 "pass another --out-dir or remove that folder")
+        difference = first_difference(settings, mine, theirs)
+        if difference:
+            raise InputError(f"{out_dir}: holds the outputs of another run ({difference}); pass another "
+                             "--out-dir or remove that folder")
     if not settings.resume:
         save_json(path, {**mine, "status": "running"})
     return out_dir
@@ -636,16 +749,17 @@ def claim_output_dir(settings):
 def write_checkpoint(root, number, variables, state, arrays, keep=2):
     """Write <root>/step_<number>/ (variables.npz, arrays.npz, state.json) into a
     temporary folder, then rename it; keep the newest `keep` checkpoints. A
-    failed write leaves the earlier checkpoints as they were (WriteError)."""
+    failed write leaves the earlier checkpoints as they were (WriteError).
+    `variables` is {stable name: variable}: each value is stored under its name."""
     root = Path(root)
     final, tmp = root / f"step_{number}", None
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step_{number}-", dir=root))
-        write_npz(tmp / "variables.npz", {f"arr_{i}": np.asarray(v) for i, v in enumerate(variables)})
+        write_npz(tmp / "variables.npz", {name: np.asarray(v) for name, v in variables.items()})
         write_npz(tmp / "arrays.npz", arrays)
         (tmp / "state.json").write_text(json.dumps(state))
-        os.chmod(tmp, 0o777 & ~_UMASK)   # mkdtemp makes 0700; give the usual mode
+        os.chmod(tmp, 0o777 & ~current_umask())   # mkdtemp makes 0700; give the usual mode
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -665,15 +779,15 @@ class DamagedCheckpoint(Exception):
 
 # What reading a damaged .npz or .json file, or checking its content, can raise.
 UNREADABLE = (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile,
-              NotImplementedError, RuntimeError, MemoryError, OverflowError, zlib.error, struct.error)
+              NotImplementedError, RuntimeError, OverflowError, zlib.error, struct.error)
 
 
 def read_checkpoint(root, settings, variables, check=None):
     """Load the newest usable checkpoint in `root` into `variables`; return
     (folder, state, arrays).
 
-    `variables` is a list of things with .shape and .assign, or a function of
-    the checkpoint's state giving that list; check(state, arrays), if given,
+    `variables` is {name: thing with .shape, .dtype and .assign}, or a function
+    of the checkpoint's state giving that; check(state, arrays), if given,
     raises KeyError, ValueError or TypeError for content that does not fit.
     Every file is read and checked before anything is assigned. A damaged
     checkpoint is reported in one line and the one before it tried. None
@@ -704,24 +818,48 @@ def load_checkpoint(folder, settings, variables, check):
             raise ValueError("no settings in state.json")
     except (OSError, ValueError) as error:
         raise DamagedCheckpoint(f"state.json: {one_line(error)}") from None
-    mine = comparable(settings)
-    for name, value in state["settings"].items():
-        if name not in NOT_COMPARED_ON_RESUME and mine.get(name) != value:
-            raise InputError(f"{folder}: the checkpoint has {name} = {value!r}, this run "
-                             f"{mine.get(name)!r}; use the checkpoint's settings to resume")
+    difference = first_difference(settings, comparable(settings), state["settings"])
+    if difference:
+        raise InputError(f"{folder}: the checkpoint was written by another run ({difference}); resume "
+                         "with the checkpoint's settings and data")
     try:
         targets = variables(state) if callable(variables) else variables
         values = read_npz(folder / "variables.npz")
-        values = [values[f"arr_{index}"] for index in range(len(values))]
-        if [value.shape for value in values] != [tuple(target.shape) for target in targets]:
-            raise ValueError("does not match these networks (written by another version?)")
         arrays = read_npz(folder / "arrays.npz")
         if check is not None:
             check(state, arrays)
+    except MemoryError:
+        raise RunError(f"{folder}: not enough memory to read the checkpoint") from None
     except UNREADABLE as error:
         reason = f"missing {error}" if isinstance(error, KeyError) else one_line(error)
         raise DamagedCheckpoint(reason) from None
-    return state, targets, values, arrays
+    values = values_by_name(folder, targets, values)
+    return state, list(targets.values()), values, arrays
+
+
+def values_by_name(folder, targets, values):
+    """The stored values in the order of `targets` ({name: variable}), each
+    checked against its variable's shape and kind of number. Checkpoints of the
+    first format (arr_0, arr_1, ... in the order of the variables) are read by
+    position. A missing or unknown name: InputError (written by another version)."""
+    if values and all(key == f"arr_{index}" for index, key in enumerate(values)):
+        values = dict(zip(targets, values.values())) if len(values) == len(targets) else values
+    missing, unknown = sorted(set(targets) - set(values)), sorted(set(values) - set(targets))
+    if missing or unknown:
+        raise InputError(f"{folder}: written by another version of the networks or the program "
+                         f"(missing: {', '.join(missing[:3]) or 'none'}{' ...' if len(missing) > 3 else ''}; "
+                         f"unknown: {', '.join(unknown[:3]) or 'none'}{' ...' if len(unknown) > 3 else ''})")
+    for name, target in targets.items():
+        value, kind = values[name], np.dtype(standard_dtype(target.dtype)).kind
+        if value.shape != tuple(target.shape) or value.dtype.kind != kind:
+            raise InputError(f"{folder}: {name} is {value.dtype}{list(value.shape)} there, "
+                             f"{standard_dtype(target.dtype)}{list(target.shape)} here")
+    return [values[name] for name in targets]
+
+
+def standard_dtype(dtype):
+    """A variable's dtype as NumPy names it (Keras gives strings, TensorFlow DType objects)."""
+    return getattr(dtype, "name", str(dtype)).replace("torch.", "")
 
 
 def read_npz(path):
@@ -855,13 +993,13 @@ class Run:
         state = {"step": self.step, "settings": comparable(self.settings),
                  "generators": generator_states(self.rng, self.picture_rng),
                  "wall_time_s": round(time.time() - self.started, 1)}
-        write_checkpoint(self.out_dir / "checkpoints", self.step, self.learner.state_variables(), state,
+        write_checkpoint(self.out_dir / "checkpoints", self.step, self.learner.named_state(), state,
                          self.record.state())
 
     def resume(self):
         """Continue from the newest usable checkpoint in the output folder."""
         folder, state, arrays = read_checkpoint(self.out_dir / "checkpoints", self.settings,
-                                                self.learner.state_variables(), self.check_checkpoint)
+                                                self.learner.named_state(), self.check_checkpoint)
         self.record.restore(arrays)
         restore_generators(state["generators"], self.rng, self.picture_rng)
         self.step = state["step"]
@@ -871,14 +1009,19 @@ class Run:
     def check_checkpoint(self, state, arrays):
         """Raise ValueError, KeyError or TypeError if a checkpoint's state or record do not fit this run."""
         step = state["step"]
-        if not isinstance(step, int) or step < 0 or step % 2 or step > self.settings.steps:
+        if not isinstance(step, int) or step < 0 or step % 2:
             raise ValueError(f"step {step!r} is not a step of this run")
+        if step > self.settings.steps:
+            raise InputError(f"{self.out_dir / 'checkpoints'}: the newest checkpoint is at step {step}, past "
+                             f"--steps {self.settings.steps}; give --steps {step} or more to continue it")
         wall = state.get("wall_time_s", 0.0)
         if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not 0 <= wall < float("inf"):
             raise ValueError(f"wall_time_s {wall!r} is not a number of seconds")
         restore_generators(state["generators"], np.random.default_rng(), np.random.default_rng())
+        length = len(arrays["steps_seen"])      # shorter: a run continued to more steps
         for key, expected in self.record.state().items():
-            if arrays[key].shape != expected.shape or arrays[key].dtype != expected.dtype:
+            if (arrays[key].shape[1:] != expected.shape[1:] or not 0 < arrays[key].shape[0] <= len(expected)
+                    or arrays[key].shape[0] != length or arrays[key].dtype != expected.dtype):
                 raise ValueError(f"{key} has shape {arrays[key].shape}, expected {expected.shape}")
 
     def save_results(self):

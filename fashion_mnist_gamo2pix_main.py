@@ -29,6 +29,7 @@ from dense_suppli import (
     comparable,
     import_backend_quietly,
     load_dataset,
+    lock_output_dir,
     new_parser,
     one_hot,
     prepare_output_dir,
@@ -212,9 +213,10 @@ class PixRun:
         self.finished = {}                    # class -> (generated images, real images)
         self.resumed_vae = None
 
-    def state_variables(self, vae=None):
+    def named_state(self, vae=None):
         """The run's Adam counter, and the VAE in training if any."""
-        return [*self.adam.variables, *(vae_state_variables(vae) if vae is not None else [])]
+        return dense_net.merged_names(self.adam.named_variables(),
+                                      named_vae_state(vae) if vae is not None else {})
 
     def checkpoint_root(self):
         return self.out_dir / "checkpoints"
@@ -225,7 +227,7 @@ class PixRun:
         arrays = {f"{kind}_{k}": images for k, pair in self.finished.items()
                   for kind, images in zip(("generated", "real"), pair)}
         number = self.position * self.settings.steps + self.step
-        write_checkpoint(self.checkpoint_root(), number, self.state_variables(vae), state, arrays)
+        write_checkpoint(self.checkpoint_root(), number, self.named_state(vae), state, arrays)
 
     def resume(self):
         """Continue from the newest usable checkpoint: between two classes, or
@@ -235,9 +237,9 @@ class PixRun:
         def variables_for(state):
             position, step = state["position"], state["step"]
             if step == 0:
-                return self.state_variables()
+                return self.named_state()
             built[position] = self.new_vae(self.classes[position])
-            return self.state_variables(built[position])
+            return self.named_state(built[position])
 
         folder, state, arrays = read_checkpoint(self.checkpoint_root(), self.settings, variables_for,
                                                 self.check_checkpoint)
@@ -318,9 +320,17 @@ class PixRun:
         self.save_checkpoint()
 
 
+def named_vae_state(vae):
+    """{stable name: variable} of a VAE in training: weights, Adam state, sampling seed."""
+    return dense_net.merged_names(
+        dense_net.named_model_variables("encoder", vae.encoder),
+        dense_net.named_model_variables("decoder", vae.decoder),
+        dense_net.named_optimizer_variables("adam_vae", vae.optimizer),
+        {"sampling/seed": vae.sampling.seed_generator.state})
+
+
 def vae_state_variables(vae):
-    return [*vae.encoder.variables, *vae.decoder.variables, *vae.optimizer.variables,
-            vae.sampling.seed_generator.state]
+    return list(named_vae_state(vae).values())
 
 
 def save_class_pictures(vae, k, images, features, models, folder, step, rng):
@@ -378,6 +388,7 @@ def main(argv=None, after_step=None):
         raise InputError(f"{settings.train}: {dataset.x_train.shape[1]} features, but "
                          f"{folder}'s F takes images of shape {image_shape}")
     out_dir = prepare_output_dir(settings.out_dir)
+    lock_output_dir(out_dir)
     dense_net.set_random_seed(settings.seed)
     print(f"models from {folder}; classes {classes}; seed {settings.seed}; output folder {out_dir}")
     run = PixRun(settings, dataset, models, classes, image_shape, after_step)

@@ -136,8 +136,10 @@ class FeatureGamo(Learner):
     def models(self):
         return {"Conv": self.extractor, **self.gamo.models()}
 
-    def state_variables(self):
-        return [*self.extractor.variables, *self.optimizer.variables, *self.gamo.state_variables()]
+    def named_state(self):
+        return dense_net.merged_names(
+            dense_net.named_model_variables("Conv", self.extractor),
+            dense_net.named_optimizer_variables("adam_Conv", self.optimizer), self.gamo.named_state())
 
 
 def main(argv=None):

@@ -74,7 +74,7 @@ def dense(batches):
     gamo = game(x.shape[1], Imbalance(np.bincount(y)))
     gamo.players.set_class_points(x, y)
     play(gamo, x, y, batches, np.random.default_rng(2))
-    return gamo.state_variables()
+    return gamo.named_state()
 
 
 def conv(batches):
@@ -89,12 +89,12 @@ def conv(batches):
     features = learner.features(images)
     learner.gamo.players.set_class_points(features, y)
     play(learner, features, y, batches, np.random.default_rng(4))
-    return learner.state_variables()
+    return learner.named_state()
 
 
 def main(case, batches, out):
     variables = {"dense": dense, "conv": conv}[case](int(batches))
-    np.savez(out, **{f"{index:03d} {v.path}": np.asarray(v) for index, v in enumerate(variables)})
+    np.savez(out, **{name: np.asarray(v) for name, v in variables.items()})
 
 
 if __name__ == "__main__":

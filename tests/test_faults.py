@@ -51,7 +51,7 @@ def contents(folder):
     """Every file's content; a .keras file by its weights and configuration, without
     what Keras stamps on each save (the time, and Python object ids in the config)."""
     found = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != ".lock"):
         if path.suffix == ".keras":
             with zipfile.ZipFile(path) as archive:
                 found[path.relative_to(folder)] = {

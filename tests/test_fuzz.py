@@ -134,14 +134,14 @@ class Slot:
     """A variable of a given shape that records what is assigned to it."""
 
     def __init__(self, shape):
-        self.shape, self.value = shape, np.zeros(shape, np.float32)
+        self.shape, self.value, self.dtype = shape, np.zeros(shape, np.float32), np.dtype(np.float32)
 
     def assign(self, value):
         self.value = np.array(value)
 
 
 SETTINGS = dense_suppli.TrainingSettings(train="t.csv", out_dir="out")
-STORED = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(4, np.float32)]
+STORED = {"MLP/dense/kernel": np.arange(6, dtype=np.float32).reshape(2, 3), "MLP/dense/bias": np.ones(4, np.float32)}
 RECORD = Record(40, 10, 3)
 
 
@@ -169,15 +169,15 @@ def test_checkpoint_folders(name, data):
         damaged_file = valid_checkpoint(root) / name
         damaged_file.write_bytes(content)
         before = {p.name: p.read_bytes() for p in damaged_file.parent.iterdir()}
-        slots = [Slot(value.shape) for value in STORED]
+        slots = {name: Slot(value.shape) for name, value in STORED.items()}
         try:
             _, state, arrays = read_checkpoint(root, SETTINGS, slots, check_record)
         except InputError as error:
             assert "\n" not in str(error) and str(root) in str(error)
-            assert all(not slot.value.any() for slot in slots)      # nothing was assigned
+            assert all(not slot.value.any() for slot in slots.values())      # nothing was assigned
         else:
-            for slot, value in zip(slots, STORED):
-                assert slot.value.shape == value.shape
+            for name, value in STORED.items():
+                assert slots[name].value.shape == value.shape
             check_record(state, arrays)
         assert {p.name: p.read_bytes() for p in damaged_file.parent.iterdir()} == before
 

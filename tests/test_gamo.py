@@ -34,12 +34,14 @@ EXPECTED_FAILURES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def eager_steps():
-    """The estimator checks fit dozens of times on tiny data: eager steps skip the tracing."""
-    tf.config.run_functions_eagerly(True)
+@pytest.fixture(autouse=True)
+def eager_steps(request):
+    """The estimator checks fit dozens of times on tiny data: eager steps skip the
+    tracing (but in tests marked compiled_steps). Restored after each test."""
+    before = tf.config.functions_run_eagerly()
+    tf.config.run_functions_eagerly(request.node.get_closest_marker("compiled_steps") is None)
     yield
-    tf.config.run_functions_eagerly(False)
+    tf.config.run_functions_eagerly(before)
 
 
 def expected_failures(estimator):
@@ -145,9 +147,9 @@ def test_cross_validate_a_pipeline_on_imbalanced_digits():
 
 
 @pytest.mark.slow
+@pytest.mark.compiled_steps
 def test_the_estimator_and_the_script_are_one_implementation(digits_csvs, tmp_path):
     """With pixel scaling and the same seed, GamoClassifier is dense_gamo_main.py's run."""
-    tf.config.run_functions_eagerly(False)
     train, test = digits_csvs
     dense_gamo_main.main(["--train", str(train), "--test", str(test), "--out-dir", str(tmp_path / "run"),
                           "--steps", "40", "--eval-every", "40", "--no-jit"])
@@ -189,11 +191,11 @@ def test_folds_a_sampler_refuses_are_counted_not_scored():
 
 
 @pytest.mark.slow
+@pytest.mark.compiled_steps
 def test_the_tabular_comparison_writes_its_table_json_and_plot(tmp_path):
     import json
 
     tabular = load_tabular()
-    tf.config.run_functions_eagerly(False)
     results = tabular.main(["--datasets", "breast-cancer", "--arms", "M,SMOTE + M,GamoClassifier",
                             "--updates", "4", "--seeds", "0", "--folds", "2", "--no-jit", "--out-dir", str(tmp_path)])
     assert [r["arm"] for r in results] == ["M", "SMOTE + M", "GamoClassifier"]

@@ -196,21 +196,22 @@ def test_a_folder_holding_another_runs_outputs_is_refused(tmp_path):
     out = str(tmp_path / "fMnist_100_Gamo")
     suppli.claim_output_dir(dense.Settings(out_dir=out))
     suppli.claim_output_dir(dense.Settings(out_dir=out, resume=True))        # the same run again
-    with pytest.raises(InputError, match="holds the outputs of another run \\(train = "):
+    with pytest.raises(InputError, match="holds the outputs of another run \\(image_shape = "):
         suppli.claim_output_dir(conv.ConvSettings(out_dir=out))
-    with pytest.raises(InputError, match="steps = 50000 there, 400 here"):
-        suppli.claim_output_dir(dense.Settings(out_dir=out, steps=400))
+    with pytest.raises(InputError, match="lr = 0.0002 there, 0.001 here"):
+        suppli.claim_output_dir(dense.Settings(out_dir=out, lr=0.001))
+    suppli.claim_output_dir(dense.Settings(out_dir=out, steps=400))     # --steps: the same run, longer
 
 
 def test_checkpoint_of_other_shapes_is_refused_before_anything_is_loaded(tmp_path):
-    tf = pytest.importorskip("tensorflow")
+    keras = pytest.importorskip("keras")
     settings = dense.Settings()
     state = {"settings": suppli.comparable(settings)}
-    suppli.write_checkpoint(tmp_path, 2, [np.ones(3, "float32"), np.ones((2, 2), "float32")], state, {})
-    mine = [tf.Variable(np.zeros(3, "float32")), tf.Variable(np.zeros(5, "float32"))]
-    with pytest.raises(InputError, match="does not match these networks"):
+    suppli.write_checkpoint(tmp_path, 2, {"a": np.ones(3, "float32"), "b": np.ones((2, 2), "float32")}, state, {})
+    mine = {"a": keras.Variable(np.zeros(3, "float32")), "b": keras.Variable(np.zeros(5, "float32"))}
+    with pytest.raises(InputError, match=r"b is float32\[2, 2\] there, float32\[5\] here"):
         suppli.read_checkpoint(tmp_path, settings, mine)
-    assert all(not np.asarray(v).any() for v in mine)
-    mine[1] = tf.Variable(np.zeros((2, 2), "float32"))
+    assert all(not np.asarray(v).any() for v in mine.values())
+    mine["b"] = keras.Variable(np.zeros((2, 2), "float32"))
     _, loaded_state, _ = suppli.read_checkpoint(tmp_path, settings, mine)
-    assert loaded_state == state and all(np.asarray(v).all() for v in mine)
+    assert loaded_state == state and all(np.asarray(v).all() for v in mine.values())
