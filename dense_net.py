@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 
 import numpy as np
 
-from dense_suppli import import_backend_quietly, import_tensorflow_quietly
+from dense_suppli import import_backend_quietly, import_tensorflow_quietly, running_our_script
 
 import_backend_quietly()   # before Keras, which imports its backend
 
@@ -38,6 +39,12 @@ elif BACKEND == "jax":
     import jax
 elif BACKEND == "torch":
     import torch
+
+    # The steps' products are a few rows wide: one thread is 3 times faster than
+    # PyTorch's pool of one per core here (bench/README.md). Set for this
+    # project's scripts only, and only if OMP_NUM_THREADS does not say otherwise.
+    if running_our_script() and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
 
 
 def value_and_gradients(loss_fn, variables):
@@ -103,6 +110,8 @@ def compile_function(fn, variables, jit=True, signature=None, whole=True):
                            reduce_retracing=signature is None)
     if BACKEND == "jax":
         return _JaxFunction(fn, variables, jit)
+    if jit and os.environ.get("GAMO_TORCH_COMPILE"):      # measured slower (bench/README.md)
+        return torch.compile(fn)
     return fn
 
 
