@@ -49,7 +49,8 @@ def time_backend(backend, args):
     if result.returncode != 0:
         raise InputError(f"{backend}: speed.py failed: {result.stderr.strip().splitlines()[-1:]}")
     print(f"{backend}: " + "; ".join(line for line in result.stdout.splitlines()
-                                      if "median" in line or "epoch" in line), flush=True)
+                                      if ("median" in line or "epoch" in line) and not line.startswith("{")),
+          flush=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

@@ -119,15 +119,12 @@ def test_a_run_folder_moved_elsewhere_and_data_spelled_otherwise_resumes_there(r
     moved.parent.mkdir()
     shutil.move(str(copy_of_short(runs, tmp_path)), moved)
     shutil.copy(train, tmp_path / "x.csv")
-    # The data from another folder, spelled ./x.csv; the output folder by a relative path; XLA on.
+    # The data from another folder, spelled ./x.csv; the output folder by a relative path.
     result = run_script("dense_gamo_main.py", "--train", "./x.csv", "--test", test, "--out-dir",
-                        "elsewhere/moved", "--steps", "40", "--eval-every", "10", "--save-every", "10",
-                        "--resume", cwd=tmp_path)
+                        "elsewhere/moved", "--steps", "40", *RUN, "--resume", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stdout
-    whole = np.load(runs / "whole" / "Record.npz")
-    again = np.load(moved / "Record.npz")
-    np.testing.assert_array_equal(whole["acsaSaveTs"][:3], again["acsaSaveTs"][:3])   # before the resume
+    assert_same_record(runs / "whole", moved)
 
 
 def test_a_resume_with_other_data_content_says_so_in_one_line(runs, digits_csvs, tmp_path):
@@ -149,13 +146,14 @@ def test_a_resume_past_the_checkpoints_steps_is_refused_in_one_line(runs, digits
 
 
 @pytest.mark.parametrize("option, value", [("--steps", 301), ("--eval-every", 101), ("--save-every", 5)])
-def test_odd_schedule_values_are_refused_in_one_line(digits_csvs, tmp_path, option, value):
+def test_odd_schedule_values_are_refused_in_one_line(digits_csvs, tmp_path, option, value, capsys):
     train, test = digits_csvs
-    result = run_script("dense_gamo_main.py", "--train", train, "--test", test, "--out-dir", tmp_path / "odd",
-                        option, value)
-    assert result.returncode == 2
-    assert result.stderr.strip() == (f"error: {option}: must be even (step grows by 2 per batch, as in the "
-                                     f"reference), got {value}")
+    with pytest.raises(SystemExit) as exit_status:
+        dense_suppli.run_cli(dense_gamo_main.main, ["--train", str(train), "--test", str(test),
+                                                    "--out-dir", str(tmp_path / "odd"), option, str(value)])
+    assert exit_status.value.code == 2
+    assert capsys.readouterr().err.strip() == (f"error: {option}: must be even (step grows by 2 per batch, as "
+                                               f"in the reference), got {value}")
     assert not (tmp_path / "odd").exists()
 
 
