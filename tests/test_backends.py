@@ -5,7 +5,6 @@ rounding; a model saved under JAX loads under the others."""
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
@@ -29,9 +28,7 @@ WORST, MEDIAN = 2e-4, 2e-6
 
 def probe(backend, case, batches, folder):
     out = folder / f"{case}_{backend}.npz"
-    result = subprocess.run([sys.executable, str(ROOT / "tests" / "backend_probe.py"), case, str(batches), str(out)],
-                            env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                            capture_output=True, text=True, timeout=600)
+    result = run_script("tests/backend_probe.py", case, batches, out, env={"KERAS_BACKEND": backend})
     assert result.returncode == 0, result.stderr[-3000:]
     return dict(np.load(out))
 
@@ -83,8 +80,7 @@ def test_models_saved_under_jax_load_and_predict_the_same_under_the_others(digit
         "print(''.join(map(str, np.argmax(keras.ops.convert_to_numpy(mlp(data.x_test)), axis=-1))))\n")
     labels = {}
     for backend in BACKENDS:
-        loaded = subprocess.run([sys.executable, str(predict)], env={**os.environ, "KERAS_BACKEND": backend},
-                                capture_output=True, text=True, timeout=300)
+        loaded = run_script(predict, env={"KERAS_BACKEND": backend})
         assert loaded.returncode == 0, loaded.stderr[-3000:]
         labels[backend] = loaded.stdout.split()[-1]
     assert len(set(labels.values())) == 1 and len(labels["jax"]) == 80, labels
