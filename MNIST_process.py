@@ -315,5 +315,10 @@ def main(argv=None, spec=MNIST):
     return prefix
 
 
-if __name__ == "__main__":
+def cli():
+    """The installed command (pyproject.toml's [project.scripts])."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

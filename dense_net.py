@@ -12,8 +12,11 @@ Keras runs on (KERAS_BACKEND: tensorflow, the default, jax or torch).
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import os
+import random
+import sys
 
 import numpy as np
 
@@ -23,6 +26,7 @@ import_backend_quietly()   # before Keras, which imports its backend
 
 import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
+from keras.src.backend.common import global_state as keras_global_state  # noqa: E402
 
 # ====================================================================== the backend seam
 # What Keras 3 does not abstract: taking gradients and compiling a function
@@ -48,15 +52,36 @@ elif BACKEND == "torch":
 
 
 def value_and_gradients(loss_fn, variables):
-    """loss_fn() and its gradients with respect to `variables`."""
+    """loss_fn() and its gradients with respect to `variables`. loss_fn may
+    return a dict of terms instead: their sum (in order) is differentiated and
+    the value is {"loss": sum, **terms}."""
     if BACKEND == "tensorflow":
         with tf.GradientTape() as tape:
-            loss = loss_fn()
-        return loss, tape.gradient(loss, variables)
+            value = loss_fn()
+            loss = total_loss(value)
+        return value_with_total(value, loss), tape.gradient(loss, variables)
     if BACKEND == "torch":
-        loss = loss_fn()
-        return loss.detach(), list(torch.autograd.grad(loss, [v.value for v in variables]))
+        value = loss_fn()
+        loss = total_loss(value)
+        gradients = list(torch.autograd.grad(loss, [v.value for v in variables]))
+        value = {name: term.detach() for name, term in value.items()} if isinstance(value, dict) else value
+        return value_with_total(value, loss.detach()), gradients
     return _jax_value_and_gradients(loss_fn, variables)
+
+
+def total_loss(value):
+    """A loss, or the sum of a dict of loss terms."""
+    if not isinstance(value, dict):
+        return value
+    terms = list(value.values())
+    loss = terms[0]
+    for term in terms[1:]:
+        loss = loss + term
+    return loss
+
+
+def value_with_total(value, loss):
+    return {"loss": loss, **value} if isinstance(value, dict) else loss
 
 
 def _jax_value_and_gradients(loss_fn, variables):
@@ -71,15 +96,15 @@ def _jax_value_and_gradients(loss_fn, variables):
         inner = keras.StatelessScope()
         inner.state_mapping = {**outer.state_mapping, **dict(zip(keys, values))}
         with inner:
-            loss = loss_fn()
-        assigned = {key: value for key, value in inner.state_mapping.items()
-                    if key not in keys and value is not outer.state_mapping.get(key)}
-        return loss, assigned
+            value = loss_fn()
+        assigned = {key: state for key, state in inner.state_mapping.items()
+                    if key not in keys and state is not outer.state_mapping.get(key)}
+        return total_loss(value), (assigned, value)
 
-    (loss, assigned), gradients = jax.value_and_grad(loss_of, has_aux=True)(
+    (loss, (assigned, value)), gradients = jax.value_and_grad(loss_of, has_aux=True)(
         [outer.state_mapping[key] for key in keys])
     outer.state_mapping.update(assigned)
-    return loss, gradients
+    return value_with_total(value, loss), gradients
 
 
 def set_random_seed(seed):
@@ -89,6 +114,57 @@ def set_random_seed(seed):
     if BACKEND != "tensorflow" and importlib.util.find_spec("tensorflow") is not None:
         import_tensorflow_quietly()
     keras.utils.set_random_seed(seed)
+
+
+# Keras' global random state (keras.utils.set_random_seed's; Keras has no public getter).
+KERAS_SEED, KERAS_SEED_GENERATOR = "global_random_seed", "global_seed_generator"
+
+
+@contextlib.contextmanager
+def global_random_state_kept():
+    """Inside, code may reseed the process' global random generators (Python's,
+    NumPy's, Keras', TensorFlow's, PyTorch's: set_random_seed does); on leaving,
+    the caller's states are put back, as a scikit-learn estimator leaves them."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    keras_seed = keras_global_state.get_global_attribute(KERAS_SEED)
+    keras_generator = keras_global_state.get_global_attribute(KERAS_SEED_GENERATOR)
+    tensorflow_seed = _tensorflow_seed_state()
+    torch_state = torch.get_rng_state() if BACKEND == "torch" else None
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        keras_global_state.set_global_attribute(KERAS_SEED, keras_seed)
+        keras_global_state.set_global_attribute(KERAS_SEED_GENERATOR, keras_generator)
+        if tensorflow_seed is not None:
+            _restore_tensorflow_seed(*tensorflow_seed)
+        if torch_state is not None:
+            torch.set_rng_state(torch_state)
+
+
+def _tensorflow_context():
+    from tensorflow.python.eager import context
+
+    return context.context()
+
+
+def _tensorflow_seed_state():
+    """TensorFlow's global seed and its op-seed sequence (tf.random.set_seed's state;
+    TensorFlow has no public getter), if TensorFlow is loaded."""
+    if "tensorflow" not in sys.modules:
+        return None
+    context = _tensorflow_context()
+    return context._seed, copy.deepcopy(getattr(context, "_rng", None))
+
+
+def _restore_tensorflow_seed(seed, sequence):
+    context = _tensorflow_context()
+    context._seed = seed
+    if sequence is not None:
+        context._rng = sequence
+    elif hasattr(context, "_rng"):       # no seed had been set: none is
+        del context._rng
 
 
 def without_gradient_tracking():
@@ -398,6 +474,11 @@ def labels_of(model):
 
 def to_numpy(tensor):
     return ops.convert_to_numpy(tensor)
+
+
+def numpy_losses(losses):
+    """A step's {name: loss tensor} as {name: NumPy value}, for the record."""
+    return {name: to_numpy(value) for name, value in losses.items()}
 
 
 # ====================================================================== Adam

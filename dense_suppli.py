@@ -9,6 +9,7 @@ preparation scripts can import it without paying for a framework start-up.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import functools
 import hashlib
@@ -21,6 +22,7 @@ import struct
 import sys
 import tempfile
 import time
+import warnings
 import zipfile
 import zlib
 from dataclasses import asdict, dataclass, fields
@@ -48,14 +50,23 @@ class WriteError(RunError):
     as one line, exit status 1. Finished files and the previous checkpoint stay."""
 
 
+class NotFinite(RunError):
+    """A player's loss (or a weight about to be saved) became NaN or infinite;
+    reported as one line, exit status 3. No checkpoint is written with it: the
+    newest one is the last good state."""
+
+
 def run_cli(main, argv=None):
     """Run a script's main(argv); turn input errors into one line and exit 2,
-    failed writes into one line and exit 1."""
+    failed writes into one line and exit 1, a non-finite loss into one line and exit 3."""
     try:
         return main(argv)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except NotFinite as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(3)
     except RunError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
@@ -86,13 +97,17 @@ def import_backend_quietly():
 
 
 PROJECT_DIR = Path(__file__).resolve().parent
+# The commands `pip install` makes (pyproject.toml's [project.scripts]).
+COMMANDS = ("gamo-dense", "gamo-fashion-mnist", "gamo2pix", "gamo-mnist-process", "gamo-fmnist-process")
 
 
 def running_our_script():
-    """True when the process is one of this project's scripts or benchmarks
-    (not a user's program that imports gamo, nor a test runner)."""
+    """True when the process is one of this project's scripts, benchmarks or
+    installed commands (not a user's program that imports gamo, nor a test runner)."""
     main = getattr(sys.modules.get("__main__"), "__file__", None)
-    return main is not None and Path(main).resolve().parent in (PROJECT_DIR, PROJECT_DIR / "bench")
+    if main is None:
+        return False
+    return Path(main).resolve().parent in (PROJECT_DIR, PROJECT_DIR / "bench") or Path(main).name in COMMANDS
 
 
 def import_tensorflow_quietly():
@@ -437,11 +452,13 @@ def save_image_grid(path, images, shape, row_titles=None):
 
 
 def save_learning_curve(path, record):
-    """Train and test ACSA and GM against step."""
+    """Train and test ACSA and GM against step, and the players' losses (if recorded)."""
     seen = record.steps_seen >= 0
     steps = record.steps_seen[seen]
-    figure = new_figure(1, 2, cell=4)
-    for axis, metric in zip(figure.subplots(1, 2), ("acsa", "gm")):
+    panels = 3 if record.loss_names else 2
+    figure = new_figure(1, panels, cell=4)
+    axes = figure.subplots(1, panels)
+    for axis, metric in zip(axes, ("acsa", "gm")):
         for suffix, style in (("Tr", "--"), ("Ts", "-")):
             axis.plot(steps, record.arrays[f"{metric}Save{suffix}"][seen], style,
                       label="train" if suffix == "Tr" else "test")
@@ -450,8 +467,44 @@ def save_learning_curve(path, record):
         axis.set_ylim(0, 1)
         axis.grid(alpha=0.3)
         axis.legend()
+    if record.loss_names:
+        plot_losses(axes[2], steps, {name: record.arrays[f"loss_{name}"][seen] for name in record.loss_names})
     figure.tight_layout()
     save_figure(figure, path)
+
+
+def plot_losses(axis, steps, losses):
+    """Each player's mean loss against step; the generator's per-class losses as
+    their mean over classes with the range of classes shaded."""
+    generator = {opponent: np.array([values for name, values in losses.items()
+                                     if name.startswith(f"G_{opponent}_")]) for opponent in ("M", "D")}
+    for name, values in losses.items():
+        if not name.startswith("G_"):
+            axis.plot(steps, values, label=name)
+    for opponent, per_class in generator.items():
+        if per_class.size and np.isfinite(per_class).any():
+            with warnings.catch_warnings():      # an interval without batches is NaN for every class
+                warnings.simplefilter("ignore", RuntimeWarning)
+                low, mean, high = np.nanmin(per_class, 0), np.nanmean(per_class, 0), np.nanmax(per_class, 0)
+            line, = axis.plot(steps, mean, "--", label=f"G vs {opponent} (mean of {len(per_class)} classes)")
+            axis.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    axis.set_yscale("log")
+    axis.set_xlabel("step")
+    axis.set_ylabel("mean loss since the previous evaluation")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=7)
+
+
+def save_losses_csv(path, record):
+    """losses.csv: a row per evaluation: the step, then each loss's mean over
+    the batches since the previous evaluation."""
+    seen = record.steps_seen >= 0
+    columns = [record.steps_seen[seen].astype(float)] + [record.arrays[f"loss_{name}"][seen]
+                                                         for name in record.loss_names]
+    with atomic_path(path) as tmp:
+        np.savetxt(tmp, np.column_stack(columns), delimiter=",",
+                   fmt=["%d"] + ["%.7g"] * len(record.loss_names),
+                   header=",".join(["step", *record.loss_names]), comments="")
 
 
 # ---------------------------------------------------------------- data sets
@@ -520,21 +573,88 @@ RECORD_KEYS = ("acsaSaveTr", "gmSaveTr", "accSaveTr", "acsaSaveTs", "gmSaveTs", 
                "confMatSaveTr", "confMatSaveTs", "tprSaveTr", "tprSaveTs")
 
 
-class Record:
-    """Scores at every evaluation: index step / eval_every, the final one last."""
+LOSS_PLAYERS = {"M_real": "the classifier M on real rows", "M_fake": "the classifier M on generated rows",
+                "D_real": "the discriminator D on real rows",
+                "D_fake": "the discriminator D on generated rows",
+                "FM": "the feature extractor F (through the fixed M)", "loss": "the VAE",
+                "reconstruction": "the VAE's reconstruction term", "KL": "the VAE's KL term"}
 
-    def __init__(self, steps, eval_every, num_classes):
+
+def describe_loss(name):
+    """Whose loss `name` is, in words: G_M_3 -> the generator of class 3 against M."""
+    if name in LOSS_PLAYERS:
+        return LOSS_PLAYERS[name]
+    parts = name.split("_")
+    if len(parts) == 3 and parts[0] == "G":
+        return f"the generator of class {parts[2]} against {parts[1]}"
+    return f"the {name} loss"
+
+
+class LossMeans:
+    """The players' losses of every batch since the last evaluation, summed per
+    name; `take()` gives their means and starts the next interval."""
+
+    def __init__(self, names):
+        self.names = tuple(names)
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.sums = np.zeros(len(self.names))
+        self.counts = np.zeros(len(self.names), np.int64)
+        self.latest = {}
+
+    def add(self, losses, step):
+        """Add one batch's {name: value or array of values}; raise NotFinite
+        naming the player and the step if any is NaN or infinite."""
+        for name, value in losses.items():
+            values = np.asarray(value, np.float64).ravel()
+            if not np.isfinite(values).all():
+                bad = values[~np.isfinite(values)][0]
+                raise NotFinite(f"step {step}: the loss of {describe_loss(name)} ({name}) is {bad}")
+            i = self.index[name]
+            self.sums[i] += values.sum()
+            self.counts[i] += values.size
+            if values.size:
+                self.latest[name] = values[-1]
+
+    def means(self):
+        """Each name's mean since the previous take (NaN where no batch gave one)."""
+        means = np.where(self.counts > 0, self.sums / np.maximum(self.counts, 1), np.nan)
+        return dict(zip(self.names, means))
+
+    def take(self):
+        """The means, and a new interval begins."""
+        means = self.means()
+        self.sums[:], self.counts[:] = 0, 0
+        return means
+
+    def state(self):
+        return {"loss_sums": self.sums, "loss_counts": self.counts}
+
+    def restore(self, arrays):
+        """The sums of a checkpoint (one written before losses were recorded has none)."""
+        if "loss_sums" in arrays and len(arrays["loss_sums"]) == len(self.names):
+            self.sums[:], self.counts[:] = arrays["loss_sums"], arrays["loss_counts"]
+
+
+class Record:
+    """Scores at every evaluation: index step / eval_every, the final one last;
+    with `loss_names`, each loss's mean over the batches since the previous evaluation."""
+
+    def __init__(self, steps, eval_every, num_classes, loss_names=()):
         self.length = math.ceil(steps / eval_every) + 1
         c = num_classes
         self.arrays = {key: np.zeros((self.length, c, c) if "confMat" in key else
                                      (self.length, c) if "tpr" in key else self.length)
                        for key in RECORD_KEYS}
+        self.loss_names = tuple(loss_names)
+        self.arrays.update({f"loss_{name}": np.full(self.length, np.nan) for name in self.loss_names})
         self.steps_seen = np.full(self.length, -1)
 
-    def store(self, index, step, train, test):
+    def store(self, index, step, train, test, losses=None):
         if index >= self.length:
             return
         self.steps_seen[index] = step
+        for name, mean in (losses or {}).items():
+            self.arrays[f"loss_{name}"][index] = mean
         for suffix, result in (("Tr", train), ("Ts", test)):
             self.arrays[f"acsaSave{suffix}"][index] = result.acsa
             self.arrays[f"gmSave{suffix}"][index] = result.gm
@@ -552,8 +672,9 @@ class Record:
         final evaluation is evaluated again at its step)."""
         stored = len(arrays["steps_seen"])
         self.steps_seen[:stored] = arrays["steps_seen"]
-        for key in RECORD_KEYS:
-            self.arrays[key][:stored] = arrays[key]
+        for key in self.arrays:
+            if key in arrays:        # a checkpoint written before losses were recorded has none
+                self.arrays[key][:stored] = arrays[key]
 
 
 # ---------------------------------------------------------------- settings
@@ -576,6 +697,7 @@ class TrainingSettings:
     standard_adam: bool = False       # each Adam state its own step counter (not the reference's)
     jit: bool = True
     resume: bool = False
+    tensorboard: str = ""             # a folder for TensorBoard event files, if given
 
     def positive_integers(self):
         """Names of the settings that must be positive integers."""
@@ -595,7 +717,7 @@ class TrainingSettings:
         """Settings that do not change the run's mathematics: a checkpoint written
         with other values resumes (where the output folder is, how the data files
         are spelled, XLA or not, how often checkpoints are written)."""
-        return ("resume", "out_dir", "jit", "save_every", *self.data_files())
+        return ("resume", "out_dir", "jit", "save_every", "tensorboard", *self.data_files())
 
 
 def add_training_options(parser, defaults, train_help, out_dir_help, steps_help, save_help):
@@ -620,6 +742,8 @@ def add_training_options(parser, defaults, train_help, out_dir_help, steps_help,
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest complete checkpoint in the output folder "
                              "(the settings must be the checkpoint's)")
+    parser.add_argument("--tensorboard", metavar="DIR", default=defaults.tensorboard,
+                        help="also write the losses and scores as TensorBoard event files into DIR")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -756,7 +880,7 @@ def write_checkpoint(root, number, variables, state, arrays, keep=2):
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step_{number}-", dir=root))
-        write_npz(tmp / "variables.npz", {name: np.asarray(v) for name, v in variables.items()})
+        write_npz(tmp / "variables.npz", finite_values(variables, number, root))
         write_npz(tmp / "arrays.npz", arrays)
         (tmp / "state.json").write_text(json.dumps(state))
         os.chmod(tmp, 0o777 & ~current_umask())   # mkdtemp makes 0700; give the usual mode
@@ -771,6 +895,22 @@ def write_checkpoint(root, number, variables, state, arrays, keep=2):
             shutil.rmtree(tmp, ignore_errors=True)
     for _, old in sorted(checkpoints_in(root))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def finite_values(variables, number, root):
+    """{name: array} of the variables; NotFinite if a weight or state is NaN or infinite
+    (a diverged update whose loss was still finite): such a state is never a checkpoint."""
+    values = {name: np.asarray(v) for name, v in variables.items()}
+    for name, value in values.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise NotFinite(f"{root}/step_{number}: {name} is not finite; checkpoint not written "
+                            f"({newest_checkpoint_line(root)})")
+    return values
+
+
+def newest_checkpoint_line(root):
+    newest = max(checkpoints_in(root), default=None)
+    return f"the newest, {newest[1]}, is the last good state" if newest else "no checkpoint had been written"
 
 
 class DamagedCheckpoint(Exception):
@@ -947,6 +1087,37 @@ def progress_bar(total, done=0):
     return bar
 
 
+class ScalarWriter:
+    """Scalars as TensorBoard event files, written with tensorboardX: pure Python,
+    so a JAX or PyTorch run does not load TensorFlow (whose tf.summary also
+    needs the tensorboard package) just to log; TensorBoard reads its files."""
+
+    def __init__(self, log_dir):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise InputError("--tensorboard: needs the tensorboardX package (pip install tensorboardX, "
+                             "or this project's [tensorboard] extra)") from None
+        try:
+            self.writer = SummaryWriter(str(log_dir), flush_secs=30)
+        except OSError as error:
+            raise InputError(f"--tensorboard {log_dir}: cannot write there: {one_line(error)}") from None
+        atexit.register(self.close)     # its queue is written out on close only; whatever ends the run
+
+    def write(self, step, scalars):
+        for name, value in scalars.items():
+            if np.isfinite(value):
+                self.writer.add_scalar(name, float(value), step)
+
+    def close(self):
+        self.writer.close()      # a second close does nothing
+
+
+def latest_losses(latest, names=("M_real", "D_real", "FM", "loss")):
+    """The progress bar's losses: the last batch's M and D (and F+M's, the VAE's)."""
+    return {name.removesuffix("_real"): f"{latest[name]:.4f}" for name in names if name in latest}
+
+
 # ---------------------------------------------------------------- the run
 
 class Run:
@@ -964,23 +1135,53 @@ class Run:
         self.out_dir = Path(settings.out_dir)
         self.step = 0
         self.picture_rng = np.random.default_rng([settings.seed, 1])
-        self.record = Record(settings.steps, settings.eval_every, learner.num_classes)
+        self.record = Record(settings.steps, settings.eval_every, learner.num_classes, learner.loss_names())
+        self.losses = LossMeans(learner.loss_names())
+        self.board = ScalarWriter(settings.tensorboard) if settings.tensorboard else None
         self.latest = None
         self.started = time.time()
 
-    def evaluate_and_report(self, index, progress=None):
+    def add_losses(self, losses, progress=None):
+        """One batch's {name: NumPy loss}; NotFinite if one is NaN or infinite."""
+        try:
+            self.losses.add(losses, self.step)
+        except NotFinite as error:
+            raise NotFinite(f"{error}; stopped ({newest_checkpoint_line(self.out_dir / 'checkpoints')}, "
+                            "try a lower --lr or check the data)") from None
+        if progress is not None:
+            progress.set_postfix(self.postfix(), refresh=False)
+
+    def postfix(self):
+        scores = {} if self.latest is None else {"test_acsa": f"{self.latest.acsa:.4f}",
+                                                 "test_gm": f"{self.latest.gm:.4f}"}
+        return {**scores, **latest_losses(self.losses.latest)}
+
+    def evaluate_and_report(self, index, progress=None, final=False):
+        """The final evaluation leaves its interval's sums in the checkpoint: a run
+        continued to more steps evaluates that step again, over the same batches."""
         train, test = self.evaluate()
-        self.record.store(index, self.step, train, test)
+        losses = self.losses.means() if final else self.losses.take()
+        self.record.store(index, self.step, train, test, losses)
         self.latest = test
         for name, result in (("train", train), ("test", test)):
             (progress.write if progress is not None else print)(
                 f"step {self.step} {name}: ACSA {result.acsa:.4f} GM {result.gm:.4f} "
                 f"TPR {np.array2string(result.tpr, precision=4, max_line_width=200)}")
         if progress is not None:
-            progress.set_postfix(test_acsa=f"{test.acsa:.4f}", test_gm=f"{test.gm:.4f}")
+            progress.set_postfix(self.postfix())
+        if self.record.loss_names:
+            save_losses_csv(self.out_dir / "losses.csv", self.record)
+        if self.board is not None:
+            scores = {f"{metric}/{name}": getattr(result, metric) for metric in ("acsa", "gm", "acc")
+                      for name, result in (("train", train), ("test", test))}
+            self.board.write(self.step, {**{f"loss/{name}": mean for name, mean in losses.items()}, **scores})
         if self.pictures is not None and self.image_side:
             path = self.out_dir / "Pictures" / f"{self.out_dir.name}_{self.step}.png"
             save_image_grid(path, self.pictures(self.picture_rng), self.image_side)
+
+    def close_board(self):
+        if self.board is not None:
+            self.board.close()
 
     def save_models(self):
         folder = self.out_dir / f"gamo_models_{self.step}"
@@ -994,13 +1195,14 @@ class Run:
                  "generators": generator_states(self.rng, self.picture_rng),
                  "wall_time_s": round(time.time() - self.started, 1)}
         write_checkpoint(self.out_dir / "checkpoints", self.step, self.learner.named_state(), state,
-                         self.record.state())
+                         {**self.record.state(), **self.losses.state()})
 
     def resume(self):
         """Continue from the newest usable checkpoint in the output folder."""
         folder, state, arrays = read_checkpoint(self.out_dir / "checkpoints", self.settings,
                                                 self.learner.named_state(), self.check_checkpoint)
         self.record.restore(arrays)
+        self.losses.restore(arrays)
         restore_generators(state["generators"], self.rng, self.picture_rng)
         self.step = state["step"]
         self.started = time.time() - state.get("wall_time_s", 0.0)    # the time to this checkpoint counts
@@ -1020,12 +1222,16 @@ class Run:
         restore_generators(state["generators"], np.random.default_rng(), np.random.default_rng())
         length = len(arrays["steps_seen"])      # shorter: a run continued to more steps
         for key, expected in self.record.state().items():
+            if key.startswith("loss_") and key not in arrays:     # written before losses were recorded
+                continue
             if (arrays[key].shape[1:] != expected.shape[1:] or not 0 < arrays[key].shape[0] <= len(expected)
                     or arrays[key].shape[0] != length or arrays[key].dtype != expected.dtype):
                 raise ValueError(f"{key} has shape {arrays[key].shape}, expected {expected.shape}")
 
     def save_results(self):
         save_npz(self.out_dir / "Record.npz", **self.record.arrays)
+        if self.record.loss_names:
+            save_losses_csv(self.out_dir / "losses.csv", self.record)
         if self.latest is not None:
             test = self.latest
             save_npz(self.out_dir / "Results.npz", acsa=test.acsa, gm=test.gm, tpr=test.tpr,
@@ -1034,16 +1240,18 @@ class Run:
     def stopped(self):
         """After a stop request: the results so far, and the line to print."""
         self.save_results()
+        self.close_board()
         return (f"stopped at step {self.step}: checkpoint in {self.out_dir / 'checkpoints'}/, results so "
                 f"far in {self.out_dir}/; continue with the same command and --resume")
 
     def finish(self):
         """Final evaluation (and picture) at the last index, final models, checkpoint and results."""
-        self.evaluate_and_report(self.record.length - 1)
+        self.evaluate_and_report(self.record.length - 1, final=True)
         self.save_models()
         self.save_checkpoint()
         self.save_results()
         save_learning_curve(self.out_dir / "learning_curve.png", self.record)
+        self.close_board()
         wall = round(time.time() - self.started, 1)
         save_json(self.out_dir / "settings.json", {
             **comparable(self.settings), "method": self.settings.method, "status": "finished",

@@ -25,5 +25,10 @@ def main(argv=None):
     return prepare_main(argv, FASHION_MNIST)
 
 
-if __name__ == "__main__":
+def cli():
+    """The installed command (pyproject.toml's [project.scripts])."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

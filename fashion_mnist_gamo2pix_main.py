@@ -21,6 +21,9 @@ import numpy as np
 
 from dense_suppli import (
     InputError,
+    LossMeans,
+    NotFinite,
+    ScalarWriter,
     TrainingSettings,
     add_training_options,
     atomic_path,
@@ -28,9 +31,11 @@ from dense_suppli import (
     checkpointed_stop,
     comparable,
     import_backend_quietly,
+    latest_losses,
     load_dataset,
     lock_output_dir,
     new_parser,
+    newest_checkpoint_line,
     one_hot,
     prepare_output_dir,
     progress_bar,
@@ -48,7 +53,7 @@ import keras  # noqa: E402
 
 import dense_net  # noqa: E402
 import fashion_mnist_gamo2pix_net as nets  # noqa: E402
-from dense_net import AdamStates, compile_function, update  # noqa: E402
+from dense_net import AdamStates, compile_function, numpy_losses, update  # noqa: E402
 from fashion_mnist_suppli import to_images  # noqa: E402
 
 
@@ -190,8 +195,8 @@ class ClassVae:
         return self.decoder(self.sampling([z_mean, z_sigma])), z_mean, z_sigma
 
     def step(self, features, images):
-        return update(self.optimizer, self.variables,
-                            lambda: nets.vae_loss(images, *self(features)))
+        """One update; the loss and its terms: {"loss", "reconstruction", "KL"}."""
+        return update(self.optimizer, self.variables, lambda: nets.vae_loss_terms(images, *self(features)))
 
     def images_from(self, features):
         return keras.ops.convert_to_numpy(self(features)[0])
@@ -212,6 +217,9 @@ class PixRun:
         self.position, self.step = 0, 0       # where the run stands: class index, its step
         self.finished = {}                    # class -> (generated images, real images)
         self.resumed_vae = None
+        self.losses = LossMeans(VAE_LOSSES)
+        self.loss_rows = np.zeros((0, 2 + len(VAE_LOSSES)))   # class, step, then the means since the last row
+        self.board = ScalarWriter(settings.tensorboard) if settings.tensorboard else None
 
     def named_state(self, vae=None):
         """The run's Adam counter, and the VAE in training if any."""
@@ -226,6 +234,7 @@ class PixRun:
                  "step": self.step, "rng": self.rng.bit_generator.state}
         arrays = {f"{kind}_{k}": images for k, pair in self.finished.items()
                   for kind, images in zip(("generated", "real"), pair)}
+        arrays.update(loss_rows=self.loss_rows, **self.losses.state())
         number = self.position * self.settings.steps + self.step
         write_checkpoint(self.checkpoint_root(), number, self.named_state(vae), state, arrays)
 
@@ -248,6 +257,9 @@ class PixRun:
         self.finished = {k: (arrays[f"generated_{k}"], arrays[f"real_{k}"])
                          for k in self.classes[:self.position]}
         self.resumed_vae = built.get(self.position) if self.step else None
+        if "loss_rows" in arrays:       # a checkpoint written before losses were recorded has none
+            self.loss_rows = arrays["loss_rows"]
+            self.losses.restore(arrays)
         print(f"resumed from {folder}: {self.position} of {len(self.classes)} classes done, "
               f"{self.step} steps into the next")
 
@@ -269,6 +281,8 @@ class PixRun:
                         seed=self.settings.seed + k, adam=self.adam)
 
     def stopped(self):
+        if self.board is not None:
+            self.board.close()
         return (f"stopped in class {self.classes[self.position]} at step {self.step}: checkpoint in "
                 f"{self.checkpoint_root()}/; continue with the same command and --resume")
 
@@ -283,6 +297,8 @@ class PixRun:
                 progress.set_description(f"class {k}")
                 self.train_class(k, images, features, stop, progress)
         progress.close()
+        if self.board is not None:
+            self.board.close()
         labels = [f"{k} (label {self.dataset.original_labels[k]})" for k in self.classes]
         save_overview(self.out_dir / "overview.png", [self.finished[k][0] for k in self.classes],
                       [self.finished[k][1] for k in self.classes], labels)
@@ -296,10 +312,11 @@ class PixRun:
         slices = batch_slices(len(images), s.batch_size)
         while self.step < s.steps:
             for rows in slices[self.step % len(slices):]:
-                vae.compiled_step(features[rows], images[rows])
+                self.add_losses(k, numpy_losses(vae.compiled_step(features[rows], images[rows])), progress)
                 progress.update(1)
                 if self.step % s.picture_every == 0:
                     save_class_pictures(vae, k, images, features, self.models, pictures, self.step, self.rng)
+                    self.record_losses(k)
                 save_now = self.step % s.save_every == 0 and self.step != 0
                 if save_now:
                     save_vae(vae, model_dir, self.step)
@@ -312,12 +329,40 @@ class PixRun:
                 if self.step >= s.steps:
                     break
         save_class_pictures(vae, k, images, features, self.models, pictures, self.step, self.rng)
+        self.record_losses(k)
         save_vae(vae, model_dir, self.step)
         generated = vae.images_from(gamo_features(self.models, k, s.num_images, self.rng))
         write_pngs(self.out_dir / f"generated_{k}", generated)
         self.finished[k] = (generated, images[self.rng.permutation(len(images))])
         self.position, self.step = self.position + 1, 0
         self.save_checkpoint()
+
+
+    def add_losses(self, k, losses, progress):
+        try:
+            self.losses.add(losses, self.step)
+        except NotFinite as error:
+            raise NotFinite(f"class {k}, {error}; stopped ({newest_checkpoint_line(self.checkpoint_root())}, "
+                            "try a lower --lr)") from None
+        progress.set_postfix(latest_losses(self.losses.latest), refresh=False)
+
+    def record_losses(self, k):
+        """A row of losses.csv: the means of the VAE's losses since the previous row."""
+        means = self.losses.take()
+        self.loss_rows = np.vstack([self.loss_rows, [k, self.step, *means.values()]])
+        write_loss_rows(self.out_dir / "losses.csv", self.loss_rows)
+        if self.board is not None:
+            self.board.write(self.position * self.settings.steps + self.step,
+                             {f"class_{k}/{name}": mean for name, mean in means.items()})
+
+
+VAE_LOSSES = ("loss", "reconstruction", "KL")
+
+
+def write_loss_rows(path, rows):
+    with atomic_path(path) as tmp:
+        np.savetxt(tmp, rows, delimiter=",", fmt=["%d", "%d"] + ["%.7g"] * len(VAE_LOSSES),
+                   header=",".join(["class", "step", *VAE_LOSSES]), comments="")
 
 
 def named_vae_state(vae):
@@ -400,5 +445,10 @@ def main(argv=None, after_step=None):
     return out_dir
 
 
-if __name__ == "__main__":
+def cli():
+    """The installed command (pyproject.toml's [project.scripts])."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

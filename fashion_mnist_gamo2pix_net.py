@@ -70,12 +70,13 @@ def build_decoder(image_shape, latent_dim=LATENT_DIM, filters=DECODER_FILTERS, n
     return keras.Model(z, image, name=name)
 
 
-def vae_loss(images, reconstructions, z_mean, z_sigma):
-    """pixels * MSE(image, reconstruction) + KL, the KL averaged over the batch.
+def vae_loss_terms(images, reconstructions, z_mean, z_sigma):
+    """The VAE's loss as its two terms, whose sum is trained on:
+    pixels * MSE(image, reconstruction), and the KL averaged over the batch.
 
     KL = -0.5 * sum(1 + z_sigma - z_mean^2 - exp(z_sigma)) per sample.
     """
     pixels = int(images.shape[1] * images.shape[2] * images.shape[3])
     reconstruction = pixels * ops.mean(ops.square(ops.subtract(images, reconstructions)))
     kl = -0.5 * ops.sum(1 + z_sigma - ops.square(z_mean) - ops.exp(z_sigma), axis=-1)
-    return reconstruction + ops.mean(kl)
+    return {"reconstruction": reconstruction, "KL": ops.mean(kl)}

@@ -90,13 +90,14 @@ class FeatureGamo(Learner):
         self.compiled_features = compile_function(lambda images: extractor(images, training=False),
                                                   extractor.variables, jit)
         self.train_features = None
+        self.epoch_losses = []      # F+M's losses of the last epoch, reported with the next batch
 
     def epoch(self, images, onehot, rng):
         """(a) One F+M pass in a fresh random order, as Keras' fit(shuffle=True) does."""
         order = rng.permutation(len(images))
         for rows in batch_slices(len(images), self.batch_size):
             chosen = order[rows]
-            self.compiled_feature_step(images[chosen], onehot[chosen])
+            self.epoch_losses.append(self.compiled_feature_step(images[chosen], onehot[chosen]))
 
     def features(self, images, chunk=1024):
         return np.concatenate([to_numpy(self.compiled_features(images[start:start + chunk]))
@@ -125,7 +126,15 @@ class FeatureGamo(Learner):
 
     # ------------------------------------------------------------ the Learner interface
     def train_on_batch(self, x, y_onehot, rng):
-        return self.gamo.train_on_batch(x, y_onehot, rng)
+        """The game's batch; the first batch of a pass also reports its epoch's F+M losses."""
+        losses = self.gamo.train_on_batch(x, y_onehot, rng)
+        if self.epoch_losses:
+            losses = {"FM": np.array([to_numpy(loss) for loss in self.epoch_losses]), **losses}
+            self.epoch_losses = []
+        return losses
+
+    def loss_names(self):
+        return ("FM", *self.gamo.loss_names())
 
     def predict_batch(self, images):
         return self.gamo.predict_batch(self.compiled_features(images))
@@ -174,5 +183,10 @@ def main(argv=None):
                                      resumed_mid_pass=(run.step // 2) % len(slices) != 0))
 
 
-if __name__ == "__main__":
+def cli():
+    """The installed command (pyproject.toml's [project.scripts])."""
     run_cli(main)
+
+
+if __name__ == "__main__":
+    cli()

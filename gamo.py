@@ -10,9 +10,11 @@ GamoSampler is an imbalanced-learn over-sampler: `fit_resample` trains GAMO on
 for, so it goes into an `imblearn.pipeline.Pipeline` like SMOTE.
 
 Classes are ordered by size as in the scripts (the smallest first); every
-class smaller than the largest gets an instance generation unit. Fitting calls
-dense_net.set_random_seed(random_state), as the scripts do, so that a seed
-gives the script's run.
+class smaller than the largest gets an instance generation unit. Fitting seeds
+Keras, NumPy and Python as the scripts do (so that a seed gives the script's
+run) inside dense_net.global_random_state_kept(): the caller's global random
+generators are as they were once `fit` returns, as with scikit-learn's own
+estimators.
 """
 
 from __future__ import annotations
@@ -28,11 +30,17 @@ from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from dense_suppli import Imbalance, import_backend_quietly, one_hot, progress_bar, relabel_by_size
+from dense_suppli import (
+    Imbalance,
+    import_backend_quietly,
+    latest_losses,
+    one_hot,
+    progress_bar,
+    relabel_by_size,
+)
 
 import_backend_quietly()   # before Keras, which imports its backend
 
@@ -43,22 +51,48 @@ from dense_gamo_main import ClassifierOnly, Gamo, Pass, batches  # noqa: E402
 
 PIXEL_CENTRE = 127.5
 
+
+def _integer(value, low=1):
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) and value >= low
+
+
+def _real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and np.isfinite(value)
+
+
+def _boolean(value):
+    return isinstance(value, (bool, np.bool_))
+
+
+# Parameter -> (what it must be, the check): checked at fit, as scikit-learn's estimators do.
 GAMO_PARAMETERS = {
-    "steps": [Interval(numbers.Integral, 1, None, closed="left")],
-    "epochs": [Interval(numbers.Integral, 1, None, closed="left"), None],
-    "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
-    "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
-    "learning_rate": [Interval(numbers.Real, 0, None, closed="left")],
-    "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
-    "use_discriminator": ["boolean"],
-    "classifier_only": ["boolean"],
-    "standard_adam": ["boolean"],
-    "standard_batchnorm": ["boolean"],
-    "scaling": [StrOptions({"standard", "pixels"}), None],
-    "jit": ["boolean"],
-    "random_state": ["random_state"],
-    "verbose": ["verbose"],
+    "steps": ("an int >= 1", _integer),
+    "epochs": ("an int >= 1 or None", lambda v: v is None or _integer(v)),
+    "batch_size": ("an int >= 1", _integer),
+    "latent_dim": ("an int >= 1", _integer),
+    "learning_rate": ("a real number >= 0", lambda v: _real(v) and v >= 0),
+    "beta_1": ("a real number in [0, 1)", lambda v: _real(v) and 0 <= v < 1),
+    "use_discriminator": ("a bool", _boolean),
+    "classifier_only": ("a bool", _boolean),
+    "standard_adam": ("a bool", _boolean),
+    "standard_batchnorm": ("a bool", _boolean),
+    "scaling": ("'standard', 'pixels' or None", lambda v: v is None or (isinstance(v, str) and v in
+                                                                       ("standard", "pixels"))),
+    "jit": ("a bool", _boolean),
+    "random_state": ("an int, a numpy.random.RandomState or None", lambda v: v is None or _integer(v, 0)
+                     or isinstance(v, np.random.RandomState)),
+    "verbose": ("a bool or an int", lambda v: _boolean(v) or _integer(v, 0)),
 }
+
+
+def check_parameters(estimator, names):
+    """ValueError naming the first parameter that is not what GAMO_PARAMETERS says."""
+    for name in names:
+        expected, valid = GAMO_PARAMETERS[name]
+        value = getattr(estimator, name)
+        if not valid(value):
+            raise ValueError(f"The {name!r} parameter of {type(estimator).__name__} must be {expected}. "
+                             f"Got {value!r} instead.")
 
 
 class GamoClassifier(ClassifierMixin, BaseEstimator):
@@ -89,10 +123,37 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
     random_state : int, RandomState or None
         Seeds weights, shuffling and noise; the same int gives the same model.
     verbose : bool or int, default=False
-        Show a progress bar while fitting.
-    """
+        Show a progress bar while fitting, with the latest losses of M and D.
 
-    _parameter_constraints = dict(GAMO_PARAMETERS)
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, sorted.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during fit, when X has string column names.
+    class_order_ : ndarray of shape (n_classes,)
+        The classes by size, the smallest first (the scripts' order): internal
+        class i is ``classes_[class_order_[i]]``.
+    minority_classes_ : ndarray
+        The classes GAMO oversamples (every class smaller than the largest), the
+        classes `sample` draws from; empty when M was trained alone.
+    scaler_ : object
+        The fitted scaling of X (``transform`` / ``inverse_transform``).
+    classifier_ : keras.Model
+        The trained classifier M (softmax outputs, internal class order).
+    generator_ : object or None
+        The trained generator: the shared trunk and one IGU per minority class
+        (dense_gamo_main.Players); None when M was trained alone.
+    loss_curve_ : dict of str to ndarray of shape (n_batches,)
+        Every player's loss at every batch of the fit, by name: ``M_real`` and
+        ``M_fake`` (M on the real and on the generated rows), ``D_real`` and
+        ``D_fake`` (D's), ``G_M_k`` and ``G_D_k`` (class k's generator against
+        M and against D; k the internal class, ``classes_[class_order_[k]]``).
+        scikit-learn's MLPClassifier has one loss per epoch under this name;
+        here there are several players, and one value per batch.
+    """
 
     def __init__(self, *, steps=50000, epochs=None, batch_size=32, latent_dim=dense_net.LATENT_DIM,
                  learning_rate=0.0002, beta_1=0.5, use_discriminator=True, classifier_only=False,
@@ -115,7 +176,7 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         """Play GAMO's game on (X, y); returns self."""
-        self._validate_params()
+        check_parameters(self, GAMO_PARAMETERS)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         self.classes_, encoded = np.unique(y, return_inverse=True)
@@ -125,7 +186,8 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         self.scaler_ = fitted_scaler(self.scaling, X)
         x = np.asarray(self.scaler_.transform(X), dtype=np.float32)
         seed = integer_seed(self.random_state)
-        learner = self._play(x, internal, seed)
+        with dense_net.global_random_state_kept():
+            learner, self.loss_curve_ = self._play(x, internal, seed)
         alone = isinstance(learner, ClassifierOnly)
         self.classifier_ = learner.classifier if alone else learner.players.classifier
         self.generator_ = None if alone else learner.players           # trunk, IGUs: for sample()
@@ -135,7 +197,8 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _play(self, x, labels, seed):
-        """The scripts' run without its files: seed, networks, one shuffle, the batches."""
+        """The scripts' run without its files: seed, networks, one shuffle, the
+        batches; returns the learner and its losses at every batch."""
         imbalance = Imbalance(np.bincount(labels))
         dense_net.set_random_seed(seed)
         adam = dense_net.AdamStates(self.learning_rate, self.beta_1, shared_counter=not self.standard_adam)
@@ -158,13 +221,17 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         steps = 2 * self.epochs * len(slices) if self.epochs else self.steps
         progress = progress_bar(math.ceil(steps / 2)) if self.verbose else None
         passes = itertools.repeat(Pass(x, one_hot(labels, imbalance.num_classes), slices))
+        curve = {name: [] for name in learner.loss_names()}
         for rows, onehot in batches(passes, 0, steps):
-            learner.train_on_batch(rows, onehot, rng)
+            for name, value in dense_net.numpy_losses(learner.train_on_batch(rows, onehot, rng)).items():
+                curve[name].append(value)
             if progress is not None:
+                progress.set_postfix(latest_losses({name: values[-1] for name, values in curve.items()}),
+                                     refresh=False)
                 progress.update(1)
         if progress is not None:
             progress.close()
-        return learner
+        return learner, {name: np.asarray(values, np.float64) for name, values in curve.items()}
 
     def predict_proba(self, X):
         """M's softmax outputs, one column per class of classes_."""
@@ -215,10 +282,19 @@ class GamoSampler(BaseOverSampler):
     dict or a callable); only classes smaller than the largest can be
     generated. The other parameters are GamoClassifier's. The trained game is
     kept as `estimator_`.
-    """
 
-    _parameter_constraints = {**BaseOverSampler._parameter_constraints,
-                              **{k: v for k, v in GAMO_PARAMETERS.items() if k != "classifier_only"}}
+    Attributes
+    ----------
+    sampling_strategy_ : dict
+        Class label -> number of rows to generate (imbalanced-learn's).
+    estimator_ : GamoClassifier
+        The game trained on (X, y): its generator made the new rows; its
+        ``loss_curve_`` holds the players' losses.
+    n_features_in_ : int
+        Number of features seen during fit_resample.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features seen during fit_resample, when X has string column names.
+    """
 
     def __init__(self, *, sampling_strategy="auto", random_state=None, steps=50000, epochs=None,
                  batch_size=32, latent_dim=dense_net.LATENT_DIM, learning_rate=0.0002, beta_1=0.5,
@@ -242,6 +318,7 @@ class GamoSampler(BaseOverSampler):
     def _fit_resample(self, X, y):
         dense = X.toarray() if sparse.issparse(X) else X
         params = {name: getattr(self, name) for name in GAMO_PARAMETERS if name != "classifier_only"}
+        check_parameters(self, params)
         self.estimator_ = GamoClassifier(**params).fit(dense, y)
         new_rows, new_labels = [], []
         for class_label, count in self.sampling_strategy_.items():

@@ -16,7 +16,7 @@ from conftest import ROOT, run_script
 
 import dense_gamo_main
 import dense_suppli
-from dense_suppli import RECORD_KEYS, InputError
+from dense_suppli import InputError
 
 pytestmark = pytest.mark.slow
 
@@ -213,7 +213,3 @@ def test_running_out_of_memory_while_loading_a_checkpoint_ends_the_run_in_one_li
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: {out / 'checkpoints' / 'step_20'}: not enough memory to read the checkpoint")
     assert not (out / "checkpoints" / "step_30").exists()
-
-
-def test_record_keys_are_the_references(runs):
-    assert sorted(np.load(runs / "whole" / "Record.npz").files) == sorted(RECORD_KEYS)
