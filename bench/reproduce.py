@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import time
@@ -43,6 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import bench.jobs as jobs_pool  # noqa: E402
 from dense_suppli import (  # noqa: E402
     InputError,
     atomic_path,
@@ -197,64 +197,18 @@ class Launch:
     command: tuple
     threads: int
 
-
-# A child stopped by a signal: after its checkpoint (128 + signal), or before its handlers (< 0).
-STOPPED = {128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM}
-
-
-def default_jobs():
-    """Runs at a time that use this machine best: one per core (each run's 18 generator
-    updates a batch are a sequential chain that one core serves almost as fast as
-    two), as memory allows (about 2.5 GB a run)."""
-    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
-    return max(1, min(os.cpu_count() or 1, int(memory_gb // 2.5)))
-
-
-def thread_environment(threads):
-    """A child's environment: TensorFlow's and BLAS's thread pools limited to `threads` (0: all cores)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    if threads:
-        env.update({name: str(threads) for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
-                                                     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
-    return env
+    @property
+    def start_line(self):
+        resumed = " (resumed)" if "--resume" in self.command else ""
+        return f"{self.label}: {self.job.steps} steps{resumed}, log {self.log}"
 
 
 def play_locally(launches, jobs):
-    """Play the launches, `jobs` at a time; yield (launch, status, record) as each ends.
-
-    SIGTERM and SIGINT are passed on to every running child, which writes its
-    checkpoint before it stops; no new run starts, and the process then exits
-    with 128 + the signal.
-    """
-    waiting, running, stop = list(launches), {}, []
-
-    def pass_on(signum, frame):
-        stop.append(signum)
-        for child in running:
-            child.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while waiting or running:
-            while waiting and len(running) < jobs and not stop:
-                launch = waiting.pop(0)
-                with open(launch.log, "a") as log:
-                    child = subprocess.Popen(launch.command, stdout=log, stderr=subprocess.STDOUT,
-                                             env=thread_environment(launch.threads))
-                running[child] = launch
-                print(f"{launch.label}: {launch.job.steps} steps"
-                      f"{' (resumed)' if '--resume' in launch.command else ''}, log {launch.log}", flush=True)
-            for child in [child for child in running if child.poll() is not None]:
-                launch = running.pop(child)
-                record = read_run(launch.folder, launch.name, launch.job) if child.returncode == 0 else None
-                yield launch, child.returncode, record
-            time.sleep(0.2)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if stop:
-        print("stopped; give the same command again to continue", file=sys.stderr)
-        raise SystemExit(128 + stop[0])
+    """Play the launches on this machine (bench/jobs.py), `jobs` at a time;
+    yield (launch, status, record) as each ends. A stopped child has written its
+    checkpoint: the same command continues it."""
+    for launch, status in jobs_pool.play_locally(launches, jobs):
+        yield launch, status, read_run(launch.folder, launch.name, launch.job) if status == 0 else None
 
 
 def play_on_cluster(address, launches):
@@ -270,7 +224,8 @@ def play_on_cluster(address, launches):
     with Client(address, timeout="30s") as client:
         futures = {}
         for launch in launches:
-            limits = [f"{name}={value}" for name, value in thread_environment(launch.threads).items()
+            environment = jobs_pool.thread_environment(launch.threads)
+            limits = [f"{name}={value}" for name, value in environment.items()
                       if name.endswith("_THREADS") or name == "TF_CPP_MIN_LOG_LEVEL"]
             futures[client.submit(subprocess.run, ["env", *limits, *launch.command], stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, pure=False)] = launch
@@ -464,8 +419,7 @@ def launches_and_finished(args, plan, name, train_csv, test_csv):
     jobs = [Job(method, seed, args.steps) for seed in args.seeds for method in args.methods]
     expected = {"train": str(train_csv), "test": str(test_csv), "batch_size": args.batch_size,
                 "eval_every": args.eval_every}
-    threads = args.threads if args.threads is not None else (
-        0 if args.jobs == 1 else max(1, (os.cpu_count() or 1) // args.jobs))
+    threads = jobs_pool.threads_per_job(args.jobs, args.threads)
     launches, finished = [], {}
     for index, job in enumerate(jobs, start=1):
         folder = run_folder(args.out_dir, name, job)
@@ -483,7 +437,7 @@ def launches_and_finished(args, plan, name, train_csv, test_csv):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    args.jobs = args.jobs or default_jobs()
+    args.jobs = args.jobs or jobs_pool.default_jobs()
     if min(args.steps, args.batch_size, args.eval_every, args.jobs) < 1 or (args.threads or 0) < 0:
         raise InputError("--steps, --batch-size, --eval-every and --jobs: must be positive integers; "
                          "--threads: 0 or more")
@@ -499,7 +453,7 @@ def main(argv=None):
             records[launch.job] = record
             print(f"{launch.label}: test ACSA {record['test']['acsa']:.4f} GM {record['test']['gm']:.4f} "
                   f"in {record['wall_time_s']:.0f} s", flush=True)
-        elif status in STOPPED:
+        elif status in jobs_pool.STOPPED:
             print(f"{launch.label}: stopped after its checkpoint", file=sys.stderr, flush=True)
         else:
             reason = (f"with exit status {status}: {last_line(launch.log)}" if isinstance(status, int)

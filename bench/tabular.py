@@ -19,16 +19,23 @@ Stratified 5-fold cross-validation, repeated with each seed; balanced accuracy
 folds, and the mean fit time. Writes results/tabular.json, results/tabular.md
 and results/tabular.png.
 
+Each (data set, arm, seed) is a child process, --jobs of them at a time; each
+fold is saved in results/runs/tabular/ as it ends, and the same command run
+again plays only what is missing (a killed run loses at most the folds in
+progress), then writes the table of everything saved.
+
     python bench/tabular.py --updates 2000 --seeds 0,1,2
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import sys
 import time
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +47,19 @@ from imblearn.metrics import geometric_mean_score  # noqa: E402
 from imblearn.over_sampling import ADASYN, SMOTE, RandomOverSampler  # noqa: E402
 from imblearn.pipeline import Pipeline  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_digits  # noqa: E402
-from sklearn.exceptions import FitFailedWarning  # noqa: E402
-from sklearn.metrics import balanced_accuracy_score, make_scorer  # noqa: E402
-from sklearn.model_selection import StratifiedKFold, cross_validate  # noqa: E402
+from sklearn.metrics import balanced_accuracy_score  # noqa: E402
+from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
-from dense_suppli import atomic_path, new_figure, new_parser, run_cli, save_figure, save_json  # noqa: E402
+from bench.jobs import STOPPED, default_jobs, play_locally, threads_per_job  # noqa: E402
+from dense_suppli import (  # noqa: E402
+    InputError,
+    atomic_path,
+    new_figure,
+    new_parser,
+    run_cli,
+    save_figure,
+    save_json,
+)
 from gamo import GamoClassifier, GamoSampler  # noqa: E402
 
 PAPER_COUNTS = (4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40)
@@ -96,22 +111,117 @@ def scored(result, key):
     return np.array([fold[key] for fold in result["folds"] if fold[key] is not None])
 
 
-def evaluate(dataset, name, args):
-    """Every fold of every seed for one arm on one dataset."""
+# ---------------------------------------------------------------- one unit: an arm, a seed, its folds
+
+def slug(name):
+    """An arm's name as a folder name: 'SMOTE + M' -> 'smote-m'."""
+    return "-".join(part for part in name.lower().replace("+", " ").split())
+
+
+def unit_dir(args, dataset, name):
+    """Where an arm's folds are kept, by the settings that change their results."""
+    settings = f"updates{args.updates}_folds{args.folds}"
+    return Path(args.out_dir) / "runs" / "tabular" / settings / dataset / slug(name)
+
+
+def fold_path(args, dataset, name, seed, fold):
+    return unit_dir(args, dataset, name) / f"seed{seed}_fold{fold}.json"
+
+
+def read_fold(path):
+    """A finished fold's scores, or None if it is missing or unreadable (then it is played again)."""
+    try:
+        fold = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return fold if isinstance(fold, dict) and {"acsa", "gm", "fit_time_s"} <= fold.keys() else None
+
+
+def play_unit(dataset, name, seed, args):
+    """Every fold of one seed for one arm on one data set, each saved as it ends;
+    folds saved by an earlier, interrupted run are kept."""
     X, y = DATASETS[dataset]()
-    scoring = {"acsa": make_scorer(balanced_accuracy_score), "gm": make_scorer(geometric_mean_score)}
-    folds = []
-    for seed in args.seeds:
-        splits = StratifiedKFold(args.folds, shuffle=True, random_state=seed)
-        with warnings.catch_warnings():        # a refused fold is counted in the table instead
-            warnings.simplefilter("ignore", FitFailedWarning)
-            result = cross_validate(arm(name, args.updates, seed, args.jit), X, y, cv=splits, scoring=scoring,
-                                    error_score=np.nan if name in MAY_REFUSE else "raise")
-        folds += [{"seed": seed, "fold": i, "acsa": finite_or_none(result["test_acsa"][i]),
-                   "gm": finite_or_none(result["test_gm"][i]), "fit_time_s": float(result["fit_time"][i])}
-                  for i in range(args.folds)]
+    splits = StratifiedKFold(args.folds, shuffle=True, random_state=seed).split(X, y)
+    for fold, (train, test) in enumerate(splits):
+        path = fold_path(args, dataset, name, seed, fold)
+        if read_fold(path) is not None:
+            continue
+        estimator, started = arm(name, args.updates, seed, args.jit), time.time()
+        try:
+            estimator.fit(X[train], y[train])
+        except (ValueError, RuntimeError):
+            if name not in MAY_REFUSE:
+                raise
+            estimator = None          # a refused fold is counted in the table instead
+        fit_time = time.time() - started
+        predicted = estimator.predict(X[test]) if estimator is not None else None
+        scores = {"acsa": None if predicted is None else float(balanced_accuracy_score(y[test], predicted)),
+                  "gm": None if predicted is None else float(geometric_mean_score(y[test], predicted))}
+        save_json(path, {"seed": seed, "fold": fold, **scores, "fit_time_s": fit_time})
+        print(f"{dataset} {name} seed {seed} fold {fold}: {scores} in {fit_time:.1f} s", flush=True)
+
+
+def collected(dataset, name, args):
+    """An arm's saved folds (of every seed), as the table reads them."""
+    folds = [fold for seed in args.seeds for index in range(args.folds)
+             if (fold := read_fold(fold_path(args, dataset, name, seed, index))) is not None]
+    _, y = DATASETS[dataset]()
     return {"dataset": dataset, "arm": name, "rows": int(len(y)), "class_counts": np.bincount(y).tolist(),
             "folds": folds}
+
+
+# ---------------------------------------------------------------- the comparison
+
+@dataclass(frozen=True)
+class Launch:
+    """One unit to play in a child process (bench/jobs.py)."""
+
+    dataset: str
+    name: str
+    seed: int
+    label: str
+    log: Path
+    command: tuple
+    threads: int
+
+    @property
+    def start_line(self):
+        return f"{self.label}: started, log {self.log}"
+
+
+def unit_command(args, dataset, name, seed):
+    return (sys.executable, str(Path(__file__).resolve()), "--unit", dataset, name, str(seed),
+            "--updates", str(args.updates), "--folds", str(args.folds), "--out-dir", args.out_dir,
+            *(() if args.jit else ("--no-jit",)))
+
+
+def unfinished_units(args, datasets, arms):
+    """A Launch for every (data set, arm, seed) with a fold still to play."""
+    threads = threads_per_job(args.jobs, args.threads)
+    units = [(dataset, name, seed) for dataset in datasets for name in arms for seed in args.seeds]
+    launches = []
+    for index, (dataset, name, seed) in enumerate(units, start=1):
+        if all(read_fold(fold_path(args, dataset, name, seed, fold)) for fold in range(args.folds)):
+            continue
+        log = unit_dir(args, dataset, name) / f"seed{seed}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        label = f"[{index}/{len(units)}] {dataset} {name} seed {seed}"
+        command = unit_command(args, dataset, name, seed)
+        launches.append(Launch(dataset, name, seed, label, log, command, threads))
+    return launches
+
+
+def play_units(launches, jobs):
+    """Play the units, `jobs` at a time; a unit that fails is reported and the others go on."""
+    failures = []
+    for launch, status in play_locally(launches, jobs):
+        if status == 0:
+            print(f"{launch.label}: done", flush=True)
+        elif status not in STOPPED:
+            failures.append(f"{launch.log}: {launch.dataset} {launch.name} seed {launch.seed} failed with "
+                            f"exit status {status}")
+            print(f"{launch.label}: failed, see {launch.log}", file=sys.stderr, flush=True)
+    return failures
 
 
 def summary(results, args):
@@ -124,6 +234,8 @@ def summary(results, args):
         fit = np.mean([fold["fit_time_s"] for fold in result["folds"]])
         refused = len(result["folds"]) - len(acsa)
         note = f" ({refused} of {len(result['folds'])} folds refused by the sampler)" if refused else ""
+        played, expected = len(result["folds"]), args.folds * len(args.seeds)
+        note += f" ({played} of {expected} folds so far)" if played < expected else ""
         lines.append(f"| {result['dataset']} | {result['arm']}{note} | {mean_sd(acsa)} | {mean_sd(gm)} | "
                      f"{fit:.1f} s |")
     counts = {r["dataset"]: r["class_counts"] for r in results}
@@ -163,24 +275,20 @@ def build_parser():
     parser.add_argument("--folds", type=int, default=5, help="stratified folds of each seed")
     parser.add_argument("--no-jit", dest="jit", action="store_false",
                         help="no XLA (faster start, slower steps)")
-    parser.add_argument("--out-dir", default="results", help="where tabular.json, .md and .png go")
+    parser.add_argument("--out-dir", default="results",
+                        help="where tabular.json, .md and .png go; each fold is kept in "
+                             "<out-dir>/runs/tabular/ as it ends, and reused when run again")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="units (an arm, a seed) at a time, each with its share of the cores' threads "
+                             "(default: one per core, as memory allows)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of each unit (default: the cores divided by --jobs)")
+    parser.add_argument("--unit", nargs=3, metavar=("DATASET", "ARM", "SEED"),
+                        help=argparse.SUPPRESS)     # one unit, in a child process
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    args.seeds = [int(seed) for seed in args.seeds.split(",")]
-    datasets, arms = args.datasets.split(","), args.arms.split(",")
-    unknown = sorted(set(datasets) - set(DATASETS)) + sorted(set(arms) - set(ARMS))
-    if unknown:
-        raise SystemExit(f"error: unknown data set or arm: {', '.join(unknown)}")
-    results, started = [], time.time()
-    for dataset in datasets:
-        for name in arms:
-            results.append(evaluate(dataset, name, args))
-            acsa = scored(results[-1], "acsa").mean()
-            print(f"{dataset} {name}: balanced accuracy {acsa:.4f} ({time.time() - started:.0f} s so far)",
-                  flush=True)
+def write_outputs(results, args):
     out = Path(args.out_dir)
     save_json(out / "tabular.json", {"updates": args.updates, "seeds": args.seeds, "folds": args.folds,
                                      "results": results})
@@ -188,7 +296,29 @@ def main(argv=None):
     with atomic_path(out / "tabular.md") as tmp:
         Path(tmp).write_text(text)
     save_plot(out / "tabular.png", results)
-    print(text)
+    return text
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    args.seeds = [int(seed) for seed in args.seeds.split(",")]
+    if args.unit:
+        dataset, name, seed = args.unit
+        return play_unit(dataset, name, int(seed), args)
+    datasets, arms = args.datasets.split(","), args.arms.split(",")
+    unknown = sorted(set(datasets) - set(DATASETS)) + sorted(set(arms) - set(ARMS))
+    if unknown:
+        raise InputError(f"unknown data set or arm: {', '.join(unknown)}")
+    args.jobs = args.jobs or default_jobs()
+    started = time.time()
+    failures = play_units(unfinished_units(args, datasets, arms), args.jobs)
+    results = [collected(dataset, name, args) for dataset in datasets for name in arms]
+    results = [result for result in results if result["folds"]]
+    if results:
+        print(write_outputs(results, args))
+        print(f"{time.time() - started:.0f} s")
+    if failures:
+        raise InputError("; ".join(failures))
     return results
 
 

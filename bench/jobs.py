@@ -1,0 +1,74 @@
+"""The job pool of the benchmarks (bench/reproduce.py, bench/tabular.py): child
+processes, `jobs` at a time, each with its share of the cores' threads, passing
+Ctrl-C and SIGTERM on so that every child can save its work before it stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+# A child stopped by a signal: after saving its work (128 + signal), or before its handlers (< 0).
+STOPPED = {128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM}
+
+
+def default_jobs(memory_per_job_gb=2.5):
+    """Jobs at a time that use this machine best: one per core (a GAMO step's
+    updates are a sequential chain that one core serves almost as fast as two),
+    as memory allows."""
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    return max(1, min(os.cpu_count() or 1, int(memory_gb // memory_per_job_gb)))
+
+
+def threads_per_job(jobs, threads=None):
+    """Each job's threads: `threads` if given, else all cores for one job, else the cores shared."""
+    if threads is not None:
+        return threads
+    return 0 if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
+
+
+def thread_environment(threads):
+    """A child's environment: TensorFlow's and BLAS's thread pools limited to `threads` (0: all cores)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if threads:
+        env.update({name: str(threads) for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+                                                     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
+    return env
+
+
+def play_locally(launches, jobs):
+    """Run each launch's `command` (its output into `log`, `threads` threads), `jobs`
+    at a time; print its `start_line` when it starts; yield (launch, exit status)
+    as each ends.
+
+    SIGTERM and SIGINT are passed on to every running child; no new one starts,
+    and the process then exits with 128 + the signal.
+    """
+    waiting, running, stop = list(launches), {}, []
+
+    def pass_on(signum, frame):
+        stop.append(signum)
+        for child in running:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs and not stop:
+                launch = waiting.pop(0)
+                with open(launch.log, "a") as log:
+                    child = subprocess.Popen(launch.command, stdout=log, stderr=subprocess.STDOUT,
+                                             env=thread_environment(launch.threads))
+                running[child] = launch
+                print(launch.start_line, flush=True)
+            for child in [child for child in running if child.poll() is not None]:
+                yield running.pop(child), child.returncode
+            time.sleep(0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop:
+        print("stopped; give the same command again to continue", file=sys.stderr)
+        raise SystemExit(128 + stop[0])
