@@ -417,6 +417,7 @@ class ClassifierOnly(Learner):
         self.networks = [m for m in (extractor, classifier) if m is not None]
         self.trainable = [v for m in self.networks for v in m.trainable_variables]
         self.opt_classifier = self.adam.new(self.trainable)
+        jit = jit if extractor is None else dense_net.jit_for_convolutions(jit)
         self.compiled_step = compile_function(self.step, self.state_variables(), jit, signature=(
             inputs_and_targets_spec(extractor or classifier, self.num_classes)))
         self.compiled_predict = compile_function(

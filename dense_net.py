@@ -191,6 +191,13 @@ def compile_function(fn, variables, jit=True, signature=None, whole=True):
     return fn
 
 
+def jit_for_convolutions(jit):
+    """Whether to compile a function of convolutions with XLA: not on TensorFlow,
+    whose graph-mode oneDNN kernels run the feature extractor's epoch 1.3-1.6
+    times and its features 2.4 times as fast as XLA's convolutions (bench/README.md)."""
+    return jit and BACKEND != "tensorflow"
+
+
 def xla_cluster(fn, jit=True):
     """A part of a compiled TensorFlow function that XLA compiles as a whole
     (the rest of it has shapes that vary); elsewhere the whole function is one."""
@@ -287,6 +294,32 @@ def build_generator_trunk(latent_dim, num_classes, widths=TRUNK_WIDTHS, name="ge
         hidden = layers.Dense(width, activation="relu", name=f"{name}_dense_{index}")(hidden)
         hidden = CallSiteBatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn_{index}")(hidden)
     return keras.Model([noise, label], hidden, name=name)
+
+
+@keras.saving.register_keras_serializable(package="gamo")
+class LeakyReLU(layers.LeakyReLU):
+    """keras.layers.LeakyReLU, its gradient taken from its output: the same values
+    (with a positive slope the output is positive exactly where the input is).
+
+    On TensorFlow with oneDNN, grappler's remapper fuses Conv2D + BiasAdd +
+    LeakyRelu into one kernel; TensorFlow's own gradient of LeakyRelu reads the
+    BiasAdd's output, which the fusion removes, so the remapper gives up on the
+    whole graph and prints "remapper failed ... missing node ... BiasAdd".
+    Reading the output instead keeps the fusion (the feature extractor F's step)."""
+
+    def call(self, inputs):
+        if BACKEND != "tensorflow":
+            return super().call(inputs)
+        return _leaky_relu_with_gradient_from_output(inputs, self.negative_slope)
+
+
+def _leaky_relu_with_gradient_from_output(inputs, slope):
+    @tf.custom_gradient
+    def leaky_relu(x):
+        y = tf.nn.leaky_relu(x, alpha=slope)
+        # LeakyReluGrad's arithmetic: the gradient where positive, else gradient * slope.
+        return y, lambda dy: tf.where(y > 0, dy, dy * tf.cast(slope, dy.dtype))
+    return leaky_relu(inputs)
 
 
 @keras.saving.register_keras_serializable(package="gamo")

@@ -429,20 +429,21 @@ def save_figure(figure, path):
         figure.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
 
 
-def save_image_grid(path, images, shape, row_titles=None):
+def save_image_grid(path, images, shape, row_titles=None, cell=1.6):
     """Save images[r][c] (flat, scaled to [-1, 1]) as a grid of greyscale pictures.
 
-    `shape` is the side of square images or (height, width).
+    `shape` is the side of square images or (height, width); `cell`, inches per picture.
     """
     images = np.asarray(images)
     height, width = (shape, shape) if np.isscalar(shape) else tuple(shape)[:2]
     rows, cols = images.shape[:2]
-    figure = new_figure(rows, cols)
+    figure = new_figure(rows, cols, cell)
     axes = figure.subplots(rows, cols, squeeze=False)
     for r in range(rows):
         for c in range(cols):
             axis = axes[r][c]
-            axis.imshow(images[r, c].reshape(height, width), cmap="gray", vmin=-1, vmax=1)
+            axis.imshow(images[r, c].reshape(height, width), cmap="gray", vmin=-1, vmax=1,
+                        interpolation="nearest")
             axis.set_xticks([])
             axis.set_yticks([])
         if row_titles is not None:

@@ -18,6 +18,7 @@ update per batch, and stop after steps / 2 batches.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,18 +35,30 @@ from dense_suppli import (
     one_hot,
     print_summary,
     run_cli,
+    running_our_script,
     scores,
     settings_from,
     training_rows,
 )
 
+# TensorFlow's oneDNN kernels run F fastest (dense_net.jit_for_convolutions); TensorFlow
+# turns them on by itself only on some CPUs. Read when TensorFlow is imported; set
+# TF_ENABLE_ONEDNN_OPTS=0 to keep them off.
+if running_our_script():
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import_backend_quietly()   # before Keras, which imports its backend
-
 
 import dense_net  # noqa: E402
 import fashion_mnist_net as nets  # noqa: E402
 from dense_gamo_main import METHODS, Learner, Pass, Settings, add_game_options, build_learner, train  # noqa: E402
-from dense_net import compile_function, inputs_and_targets_spec, mse, to_numpy, update  # noqa: E402
+from dense_net import (  # noqa: E402
+    compile_function,
+    inputs_and_targets_spec,
+    jit_for_convolutions,
+    mse,
+    to_numpy,
+    update,
+)
 from fashion_mnist_suppli import image_shape_for, parse_image_shape, to_images  # noqa: E402
 
 
@@ -86,9 +99,10 @@ class FeatureGamo(Learner):
         self.compiled_feature_step = compile_function(
             lambda images, targets: update(self.optimizer, extractor.trainable_variables, lambda: mse(
                 targets, classifier(extractor(images, training=True), training=False))),
-            self.state_variables(), jit, signature=inputs_and_targets_spec(extractor, self.num_classes))
+            self.state_variables(), jit_for_convolutions(jit),
+            signature=inputs_and_targets_spec(extractor, self.num_classes))
         self.compiled_features = compile_function(lambda images: extractor(images, training=False),
-                                                  extractor.variables, jit)
+                                                  extractor.variables, jit_for_convolutions(jit))
         self.train_features = None
         self.epoch_losses = []      # F+M's losses of the last epoch, reported with the next batch
 

@@ -14,6 +14,7 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from dense_net import (  # noqa: E402, F401  (re-exported: the networks on F's features)
+    LeakyReLU,
     build_classifier,
     build_discriminator,
     build_generator_trunk,
@@ -33,7 +34,7 @@ def build_feature_extractor(image_shape=IMAGE_SHAPE, num_features=NUM_FEATURES,
     hidden = images
     for index in range(2):
         hidden = layers.Conv2D(filters, kernel_size, padding="same", name=f"{name}_conv_{index}")(hidden)
-        hidden = layers.LeakyReLU(negative_slope=0.1, name=f"{name}_leaky_{index}")(hidden)
+        hidden = LeakyReLU(negative_slope=0.1, name=f"{name}_leaky_{index}")(hidden)
         hidden = layers.AveragePooling2D(2, strides=2, padding="same", name=f"{name}_pool_{index}")(hidden)
     hidden = layers.Flatten(name=f"{name}_flatten")(hidden)
     features = layers.Dense(num_features, activation="tanh", name=f"{name}_features")(hidden)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import resource
 import statistics
 import sys
@@ -46,6 +47,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dense_suppli import import_backend_quietly  # noqa: E402
 
+# As fashion_mnist_gamo_main.py does: TensorFlow's oneDNN kernels on, on every CPU.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import_backend_quietly()   # before Keras, which imports its backend
 
 import keras  # noqa: E402

@@ -96,7 +96,7 @@ def test_the_feature_step_is_traced_once_for_full_and_shorter_batches():
 @pytest.mark.slow
 def test_short_run_writes_every_output(conv_run):
     record = np.load(conv_run / "Record.npz")
-    assert sorted(record.files) == sorted(RECORD_KEYS)
+    assert sorted(key for key in record.files if not key.startswith("loss_")) == sorted(RECORD_KEYS)
     assert record["acsaSaveTs"].shape == (3,) and record["confMatSaveTs"].shape == (3, 4, 4)
     assert sorted(np.load(conv_run / "Results.npz").files) == ["acc", "acsa", "confMat", "gm", "tpr"]
     # 150 rows / 32 = 5 batches per round: the run stops at step 16, inside its second round.

@@ -79,7 +79,8 @@ def test_killed_run_resumes_to_the_same_record_as_an_uninterrupted_one(backend, 
     resumed = finish(dense_args(digits_csvs, killed, *options, "--resume"), backend)
     assert "resumed from" in resumed.stdout
     whole, again = np.load(tmp_path / "whole" / "Record.npz"), np.load(killed / "Record.npz")
-    for key in RECORD_KEYS:
+    assert sorted(whole.files) == sorted(again.files) and set(RECORD_KEYS) < set(whole.files)
+    for key in whole.files:                    # the scores and the losses
         np.testing.assert_array_equal(whole[key], again[key], err_msg=key)
     assert json.loads((killed / "settings.json").read_text())["wall_time_s"] > state["wall_time_s"] + 1000
 

@@ -1,0 +1,91 @@
+"""A picture of a finished dense GAMO run's generator: samples of every minority
+class, a row each, labelled with the class's name, in the images' natural
+orientation (the Fashion-MNIST files hold them transposed, as the reference's do).
+
+    python bench/samples.py --run fMnist_100_Gamo --train fMnist_100_trainData.csv \\
+        --test fMnist_100_testData.csv --out results/fmnist_dense_samples.png
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dense_suppli import (  # noqa: E402
+    InputError,
+    import_backend_quietly,
+    load_dataset,
+    new_parser,
+    one_hot,
+    run_cli,
+    save_image_grid,
+    square_side,
+)
+
+import_backend_quietly()   # before Keras, which imports its backend
+
+import keras  # noqa: E402
+
+import dense_net  # noqa: E402, F401  (registers the generator's layers for loading)
+
+FASHION_MNIST_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                       "Bag", "Ankle boot")
+
+
+def newest_models(run_dir):
+    """The gamo_models_<step> folder of the run's last step, and that step."""
+    found = [(int(m.group(1)), p) for p in Path(run_dir).glob("gamo_models_*")
+             if (m := re.fullmatch(r"gamo_models_(\d+)", p.name))]
+    if not found:
+        raise InputError(f"{run_dir}: no gamo_models_<step> folder (a finished dense GAMO run?)")
+    return max(found)
+
+
+def generated(folder, step, k, count, num_classes, rng):
+    """count samples of class k: noise and label k, the trunk, then class k's IGU."""
+    trunk = keras.models.load_model(folder / f"GEN_{step}.keras")
+    igu = keras.models.load_model(folder / f"GenP_{k}_{step}.keras")
+    noise = rng.standard_normal((count, trunk.inputs[0].shape[-1])).astype(np.float32)
+    code = trunk([noise, one_hot(np.full(count, k), num_classes)], training=False)
+    return keras.ops.convert_to_numpy(igu(code, training=False))
+
+
+def main(argv=None):
+    parser = new_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, help="output folder of a finished dense_gamo_main.py run")
+    parser.add_argument("--train", required=True, help="its training CSV")
+    parser.add_argument("--test", required=True, help="its test CSV")
+    parser.add_argument("--out", required=True, help="the PNG to write")
+    parser.add_argument("--per-class", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--as-stored", action="store_true",
+                        help="do not transpose the images back (for files that hold them upright)")
+    parser.add_argument("--names", default=",".join(FASHION_MNIST_NAMES),
+                        help="comma-separated names of the original labels 0, 1, ...")
+    args = parser.parse_args(argv)
+    dataset = load_dataset(args.train, args.test)
+    side = square_side(dataset.x_train.shape[1])
+    if side is None:
+        raise InputError(f"{args.train}: {dataset.x_train.shape[1]} features are not a square image")
+    step, folder = newest_models(args.run)
+    names, rng = args.names.split(","), np.random.default_rng(args.seed)
+    rows, titles = [], []
+    for k in (int(k) for k in dataset.imbalance.minority):
+        images = generated(folder, step, k, args.per_class, dataset.imbalance.num_classes, rng)
+        if not args.as_stored:
+            images = images.reshape(-1, side, side).transpose(0, 2, 1).reshape(len(images), -1)
+        rows.append(images)
+        original = int(dataset.original_labels[k])
+        name = names[original] if original < len(names) else f"label {original}"
+        titles.append(f"{name} ({dataset.imbalance.counts[k]})")
+    save_image_grid(args.out, np.stack(rows), side, row_titles=titles, cell=0.95)
+    print(f"wrote {args.out}: {args.per_class} samples of each of {len(rows)} classes at step {step}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
