@@ -1,5 +1,6 @@
 """Shared fixtures: small real data (scikit-learn digits) and a script runner."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -43,6 +44,16 @@ def run_in_new_process(folder, body):
     result = run_script(str(script))
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
+
+
+def load_bench(name):
+    """A benchmark script of bench/ as a module (registered, so that its dataclasses
+    can look themselves up)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_labelled(path, features, labels):

@@ -195,9 +195,13 @@ def test_gamo2pix_writes_the_vaes_loss_and_terms(conv_run, digits_csvs, tmp_path
     train, _ = digits_csvs
     out = pix.main(["--train", str(train), "--gamo-dir", str(conv_run), "--out-dir", str(tmp_path / "pix"),
                     "--steps", "6", "--picture-every", "4", "--save-every", "4", "--num-images", "2",
-                    "--classes", "0,1", "--no-jit"])
+                    "--classes", "0,1", "--no-jit", "--tensorboard", str(tmp_path / "board")])
     header, rows = read_losses_csv(out / "losses.csv")
     assert header == ["class", "step", "loss", "reconstruction", "KL"]
     assert rows[:, :2].tolist() == [[0, 0], [0, 4], [0, 6], [1, 0], [1, 4], [1, 6]]
     np.testing.assert_allclose(rows[:, 2], rows[:, 3] + rows[:, 4], rtol=1e-5)
     assert np.isfinite(rows).all()
+    tf = pytest.importorskip("tensorflow")
+    logged = {(value.tag, event.step): value.simple_value for path in (tmp_path / "board").iterdir()
+              for event in tf.compat.v1.train.summary_iterator(str(path)) for value in event.summary.value}
+    assert logged[("class_1/KL", 6 + 6)] == pytest.approx(rows[5, 4], rel=1e-6)    # class 1 after class 0's 6 steps

@@ -1,13 +1,12 @@
 """The comparison of bench/reproduce.py: baselines, SMOTE, GAMO without D and GAMO,
 each through the trios' own scripts on the imbalanced digits."""
 
-import importlib.util
 import json
 import sys
 
 import numpy as np
 import pytest
-from conftest import DIGITS_TRAIN_COUNTS, ROOT, SEED
+from conftest import DIGITS_TRAIN_COUNTS, ROOT, SEED, load_bench
 
 import dense_gamo_main as dense
 import dense_net
@@ -20,15 +19,7 @@ METHODS = ["baseline", "smote", "gamo-nodis", "gamo"]
 MAJORITY = max(DIGITS_TRAIN_COUNTS.values())
 
 
-def load_reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "bench" / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module        # its dataclasses look themselves up there
-    spec.loader.exec_module(module)
-    return module
-
-
-reproduce = load_reproduce()
+reproduce = load_bench("reproduce")
 
 
 def reproduce_args(digits_csvs, out, dataset, methods, steps, name):

@@ -2,7 +2,6 @@
 resumable units (every finished fold is kept; a killed run loses only the folds
 in progress)."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -12,15 +11,11 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_bench
 
 
 def load_tabular():
-    spec = importlib.util.spec_from_file_location("tabular", ROOT / "bench" / "tabular.py")
-    tabular = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = tabular        # its dataclass looks itself up there
-    spec.loader.exec_module(tabular)
-    return tabular
+    return load_bench("tabular")
 
 
 def test_folds_a_sampler_refuses_are_counted_not_scored():
