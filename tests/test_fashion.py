@@ -135,3 +135,38 @@ def test_non_square_features_need_an_image_shape(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'tr.csv'}: 10 features are not square images; pass --image-shape HxWxC"]
+
+
+def test_fs_leaky_relu_has_keras_values_and_gradients_bit_for_bit():
+    """F's LeakyReLU takes its gradient from its output on TensorFlow (so that
+    grappler can fuse it with the convolution): the same numbers as Keras' layer,
+    zeros included. (On JAX and PyTorch it is Keras' layer.)"""
+    tf = pytest.importorskip("tensorflow")
+    import keras
+
+    from dense_net import LeakyReLU
+
+    x = tf.constant(np.concatenate([np.random.default_rng(SEED).standard_normal(998), [0.0, -0.0]]), tf.float32)
+    upstream = tf.constant(np.random.default_rng(SEED + 1).standard_normal(1000), tf.float32)
+    results = []
+    for layer in (LeakyReLU(negative_slope=0.1), keras.layers.LeakyReLU(negative_slope=0.1)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * upstream)
+        results.append((y.numpy(), tape.gradient(loss, x).numpy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.slow
+def test_the_conv_script_prints_no_error_line(digits_csvs, tmp_path):
+    """TensorFlow's errors reach the console as a user sees it (TF_CPP_MIN_LOG_LEVEL 2,
+    what the scripts set): grappler's `remapper failed` among them, before F's LeakyReLU."""
+    train, test = digits_csvs
+    result = run_script("fashion_mnist_gamo_main.py", "--train", train, "--test", test, "--out-dir",
+                        tmp_path / "run", "--steps", "12", "--eval-every", "10", "--num-features", "32",
+                        env={"TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("E0000") or "remapper" in line]
+    assert errors == []
