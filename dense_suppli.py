@@ -502,10 +502,14 @@ def save_losses_csv(path, record):
     seen = record.steps_seen >= 0
     columns = [record.steps_seen[seen].astype(float)] + [record.arrays[f"loss_{name}"][seen]
                                                          for name in record.loss_names]
+    save_loss_table(path, ["step"], record.loss_names, np.column_stack(columns))
+
+
+def save_loss_table(path, integer_columns, loss_names, rows):
+    """A CSV with a header: the integer columns (step, class), then the losses."""
     with atomic_path(path) as tmp:
-        np.savetxt(tmp, np.column_stack(columns), delimiter=",",
-                   fmt=["%d"] + ["%.7g"] * len(record.loss_names),
-                   header=",".join(["step", *record.loss_names]), comments="")
+        np.savetxt(tmp, rows, delimiter=",", fmt=["%d"] * len(integer_columns) + ["%.7g"] * len(loss_names),
+                   header=",".join([*integer_columns, *loss_names]), comments="")
 
 
 # ---------------------------------------------------------------- data sets
@@ -602,14 +606,17 @@ class LossMeans:
         self.counts = np.zeros(len(self.names), np.int64)
         self.latest = {}
 
-    def add(self, losses, step):
+    def add(self, losses, step, checkpoint_root, where=""):
         """Add one batch's {name: value or array of values}; raise NotFinite
-        naming the player and the step if any is NaN or infinite."""
+        naming the player, `where` and the step, and the last good checkpoint
+        in `checkpoint_root`, if any is NaN or infinite."""
         for name, value in losses.items():
             values = np.asarray(value, np.float64).ravel()
             if not np.isfinite(values).all():
                 bad = values[~np.isfinite(values)][0]
-                raise NotFinite(f"step {step}: the loss of {describe_loss(name)} ({name}) is {bad}")
+                raise NotFinite(f"{where}step {step}: the loss of {describe_loss(name)} ({name}) is {bad}; "
+                                f"stopped ({newest_checkpoint_line(checkpoint_root)}, try a lower --lr or "
+                                "check the data)")
             i = self.index[name]
             self.sums[i] += values.sum()
             self.counts[i] += values.size
@@ -1144,11 +1151,7 @@ class Run:
 
     def add_losses(self, losses, progress=None):
         """One batch's {name: NumPy loss}; NotFinite if one is NaN or infinite."""
-        try:
-            self.losses.add(losses, self.step)
-        except NotFinite as error:
-            raise NotFinite(f"{error}; stopped ({newest_checkpoint_line(self.out_dir / 'checkpoints')}, "
-                            "try a lower --lr or check the data)") from None
+        self.losses.add(losses, self.step, self.out_dir / "checkpoints")
         if progress is not None:
             progress.set_postfix(self.postfix(), refresh=False)
 

@@ -22,7 +22,6 @@ import numpy as np
 from dense_suppli import (
     InputError,
     LossMeans,
-    NotFinite,
     ScalarWriter,
     TrainingSettings,
     add_training_options,
@@ -35,7 +34,6 @@ from dense_suppli import (
     load_dataset,
     lock_output_dir,
     new_parser,
-    newest_checkpoint_line,
     one_hot,
     prepare_output_dir,
     progress_bar,
@@ -43,6 +41,7 @@ from dense_suppli import (
     run_cli,
     save_image_grid,
     save_json,
+    save_loss_table,
     settings_from,
     write_checkpoint,
 )
@@ -339,30 +338,20 @@ class PixRun:
 
 
     def add_losses(self, k, losses, progress):
-        try:
-            self.losses.add(losses, self.step)
-        except NotFinite as error:
-            raise NotFinite(f"class {k}, {error}; stopped ({newest_checkpoint_line(self.checkpoint_root())}, "
-                            "try a lower --lr)") from None
+        self.losses.add(losses, self.step, self.checkpoint_root(), where=f"class {k}, ")
         progress.set_postfix(latest_losses(self.losses.latest), refresh=False)
 
     def record_losses(self, k):
         """A row of losses.csv: the means of the VAE's losses since the previous row."""
         means = self.losses.take()
         self.loss_rows = np.vstack([self.loss_rows, [k, self.step, *means.values()]])
-        write_loss_rows(self.out_dir / "losses.csv", self.loss_rows)
+        save_loss_table(self.out_dir / "losses.csv", ["class", "step"], VAE_LOSSES, self.loss_rows)
         if self.board is not None:
             self.board.write(self.position * self.settings.steps + self.step,
                              {f"class_{k}/{name}": mean for name, mean in means.items()})
 
 
 VAE_LOSSES = ("loss", "reconstruction", "KL")
-
-
-def write_loss_rows(path, rows):
-    with atomic_path(path) as tmp:
-        np.savetxt(tmp, rows, delimiter=",", fmt=["%d", "%d"] + ["%.7g"] * len(VAE_LOSSES),
-                   header=",".join(["class", "step", *VAE_LOSSES]), comments="")
 
 
 def named_vae_state(vae):
