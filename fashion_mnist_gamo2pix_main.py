@@ -53,7 +53,7 @@ import keras  # noqa: E402
 import dense_net  # noqa: E402
 import fashion_mnist_gamo2pix_net as nets  # noqa: E402
 from dense_net import AdamStates, compile_function, numpy_losses, update  # noqa: E402
-from fashion_mnist_suppli import to_images  # noqa: E402
+from fashion_mnist_suppli import FASHION_MNIST_NAMES, class_titles, parse_names, to_images, upright  # noqa: E402
 
 
 @dataclass
@@ -68,9 +68,15 @@ class PixSettings(TrainingSettings):
     picture_every: int = 500
     num_images: int = 100
     consistent_vae: bool = False
+    as_stored: bool = False           # overview.png only: draw the images as the CSV stores them
+    names: str = ",".join(FASHION_MNIST_NAMES)   # overview.png only: the original labels' names
 
     def positive_integers(self):
         return (*super().positive_integers(), "picture_every", "num_images")
+
+    def uncompared(self):
+        """How overview.png is drawn, too: a finished run redraws it with --resume."""
+        return (*super().uncompared(), "as_stored", "names")
 
 
 def parse_classes(text):
@@ -101,6 +107,13 @@ def build_parser():
     parser.add_argument("--consistent-vae", action="store_true",
                         help="sample with exp(0.5 z_sigma) (z_sigma a log variance, as in the KL "
                              "term) instead of the reference's exp(z_sigma)")
+    parser.add_argument("--as-stored", action="store_true",
+                        help="draw overview.png's images as the CSV stores them (the processing "
+                             "scripts store them transposed, as the reference does; by default the "
+                             "overview turns them upright)")
+    parser.add_argument("--names", default=defaults.names,
+                        help="comma-separated names of the original labels 0, 1, ... for "
+                             "overview.png's rows ('' for label numbers)")
     return parser
 
 
@@ -298,9 +311,10 @@ class PixRun:
         progress.close()
         if self.board is not None:
             self.board.close()
-        labels = [f"{k} (label {self.dataset.original_labels[k]})" for k in self.classes]
         save_overview(self.out_dir / "overview.png", [self.finished[k][0] for k in self.classes],
-                      [self.finished[k][1] for k in self.classes], labels)
+                      [self.finished[k][1] for k in self.classes],
+                      class_titles(self.dataset, self.classes, parse_names(s.names)),
+                      self.image_shape, s.as_stored)
 
     def train_class(self, k, images, features, stop, progress):
         """Train class k's VAE; write its pictures, models and generated images."""
@@ -395,13 +409,15 @@ def write_pngs(folder, images):
                 raise OSError(f"cannot write {folder / f'{index:04d}.png'}")
 
 
-def save_overview(path, generated, real, labels, columns=6):
-    """A row per class: generated images, then real ones."""
+def save_overview(path, generated, real, titles, image_shape, as_stored=False, columns=6):
+    """A row per class: generated images, then real ones; upright unless as_stored."""
     columns = min([columns] + [len(images) for images in (*generated, *real)])
     rows = [np.concatenate([gen[:columns], rea[:columns]]).reshape(2 * columns, -1)
             for gen, rea in zip(generated, real)]
-    shape = generated[0].shape[1:3]
-    save_image_grid(path, np.stack(rows), shape, row_titles=labels)
+    shape = image_shape[:2]
+    if not as_stored:
+        rows, shape = [upright(row, image_shape) for row in rows], (image_shape[1], image_shape[0])
+    save_image_grid(path, np.stack(rows), shape, row_titles=titles)
 
 
 # ---------------------------------------------------------------- main

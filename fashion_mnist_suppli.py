@@ -37,3 +37,37 @@ def image_shape_for(num_features, given=None, path="train"):
 def to_images(rows, image_shape):
     """Flat rows (n, H*W*C) -> images (n, H, W, C)."""
     return np.asarray(rows).reshape((len(rows), *image_shape))
+
+
+# ---------------------------------------------------------------- pictures for people
+
+FASHION_MNIST_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                       "Bag", "Ankle boot")
+
+
+def upright(images, image_shape):
+    """Images as the processed CSVs store them -> as people look at them.
+
+    MNIST_process.py and fMNIST_process.py store every image transposed, as the
+    reference does (QUIRK); pictures meant for reading transpose them back.
+    Returns flat rows of images of shape (W, H, C).
+    """
+    height, width, *channels = image_shape
+    images = np.asarray(images).reshape(-1, height, width, *(channels or [1]))
+    return images.transpose(0, 2, 1, 3).reshape(len(images), -1)
+
+
+def class_titles(dataset, classes, names=FASHION_MNIST_NAMES):
+    """'Ankle boot (40)': each class's name, by its original label, and its training
+    count; 'label 7 (40)' where names has none."""
+    titles = []
+    for k in classes:
+        original = int(dataset.original_labels[k])
+        name = names[original] if original < len(names) and names[original] else f"label {original}"
+        titles.append(f"{name} ({dataset.imbalance.counts[k]})")
+    return titles
+
+
+def parse_names(text):
+    """'a,b,c' -> ('a', 'b', 'c'); '' -> () (titles by label number)."""
+    return tuple(part.strip() for part in text.split(",")) if text.strip() else ()

@@ -32,9 +32,7 @@ import_backend_quietly()   # before Keras, which imports its backend
 import keras  # noqa: E402
 
 import dense_net  # noqa: E402, F401  (registers the generator's layers for loading)
-
-FASHION_MNIST_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                       "Bag", "Ankle boot")
+from fashion_mnist_suppli import FASHION_MNIST_NAMES, class_titles, parse_names, upright  # noqa: E402
 
 
 def newest_models(run_dir):
@@ -73,16 +71,12 @@ def main(argv=None):
     if side is None:
         raise InputError(f"{args.train}: {dataset.x_train.shape[1]} features are not a square image")
     step, folder = newest_models(args.run)
-    names, rng = args.names.split(","), np.random.default_rng(args.seed)
-    rows, titles = [], []
-    for k in (int(k) for k in dataset.imbalance.minority):
+    rng, minority = np.random.default_rng(args.seed), [int(k) for k in dataset.imbalance.minority]
+    rows = []
+    for k in minority:
         images = generated(folder, step, k, args.per_class, dataset.imbalance.num_classes, rng)
-        if not args.as_stored:
-            images = images.reshape(-1, side, side).transpose(0, 2, 1).reshape(len(images), -1)
-        rows.append(images)
-        original = int(dataset.original_labels[k])
-        name = names[original] if original < len(names) else f"label {original}"
-        titles.append(f"{name} ({dataset.imbalance.counts[k]})")
+        rows.append(images if args.as_stored else upright(images, (side, side)))
+    titles = class_titles(dataset, minority, parse_names(args.names))
     save_image_grid(args.out, np.stack(rows), side, row_titles=titles, cell=0.95)
     print(f"wrote {args.out}: {args.per_class} samples of each of {len(rows)} classes at step {step}")
 

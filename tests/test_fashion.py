@@ -11,7 +11,7 @@ import fashion_mnist_gamo_main as conv
 import fashion_mnist_net as nets
 from dense_net import class_points
 from dense_suppli import RECORD_KEYS, Imbalance, InputError, batch_slices, one_hot
-from fashion_mnist_suppli import image_shape_for, parse_image_shape, to_images
+from fashion_mnist_suppli import class_titles, image_shape_for, parse_image_shape, parse_names, to_images
 
 keras = pytest.importorskip("keras")
 
@@ -39,6 +39,15 @@ def small_feature_gamo(counts, batch_size=8):
     extractor = nets.build_feature_extractor((8, 8, 1), 32)
     gamo = dense.Gamo(32, Imbalance(counts), latent_dim=8, batch_size=batch_size, jit=False)
     return conv.FeatureGamo(extractor, gamo, batch_size=batch_size, jit=False)
+
+
+def test_picture_titles_name_each_class_by_its_original_label_and_count():
+    from types import SimpleNamespace
+    dataset = SimpleNamespace(original_labels=np.array([9, 8, 3]),
+                              imbalance=SimpleNamespace(counts=np.array([40, 60, 2000])))
+    assert class_titles(dataset, [0, 2]) == ["Ankle boot (40)", "Dress (2000)"]
+    assert class_titles(dataset, [0, 1], parse_names("a, b,,, ,,,,,nine")) == ["nine (40)", "label 8 (60)"]
+    assert class_titles(dataset, [1], parse_names("")) == ["label 8 (60)"]
 
 
 def test_one_round_trains_f_not_m_and_hands_the_new_features_to_the_igus():

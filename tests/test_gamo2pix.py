@@ -129,7 +129,26 @@ def test_interrupted_run_resumes_to_the_same_images(conv_run, digits_csvs, tmp_p
         whole = sorted((tmp_path / "whole" / f"generated_{k}").iterdir())
         cut = sorted((tmp_path / "cut" / f"generated_{k}").iterdir())
         assert [p.read_bytes() for p in whole] == [p.read_bytes() for p in cut]
-    assert (tmp_path / "cut" / "overview.png").is_file()
+    overview = (tmp_path / "cut" / "overview.png").read_bytes()
+    # A finished run resumed with other display options trains nothing and redraws the overview.
+    images = {p: p.read_bytes() for p in (tmp_path / "cut").glob("generated_*/*.png")}
+    run(tmp_path / "cut", "--resume", "--as-stored", "--names", "")
+    assert {p: p.read_bytes() for p in (tmp_path / "cut").glob("generated_*/*.png")} == images
+    assert (tmp_path / "cut" / "overview.png").read_bytes() != overview
+
+
+def test_the_overview_turns_the_stored_transposed_images_upright(monkeypatch, tmp_path):
+    drawn = {}
+    monkeypatch.setattr(pix, "save_image_grid", lambda path, images, shape, row_titles: drawn.update(
+        images=images, shape=shape, titles=row_titles))
+    upright = np.arange(6.0).reshape(2, 3)            # 2 high, 3 wide, as people look at it
+    stored = upright.T.reshape(1, 3, 2, 1)            # as the processed CSVs hold it (QUIRK)
+    pix.save_overview(tmp_path / "o.png", [stored], [stored + 1], ["Bag (60)"], (3, 2, 1))
+    assert drawn["titles"] == ["Bag (60)"] and drawn["images"].shape == (1, 2, 6)
+    np.testing.assert_array_equal(drawn["images"][0, 0].reshape(drawn["shape"]), upright)
+    np.testing.assert_array_equal(drawn["images"][0, 1].reshape(drawn["shape"]), upright + 1)
+    pix.save_overview(tmp_path / "o.png", [stored], [stored], ["Bag (60)"], (3, 2, 1), as_stored=True)
+    np.testing.assert_array_equal(drawn["images"][0, 0].reshape(drawn["shape"]), upright.T)
 
 
 def test_each_class_vae_starts_with_fresh_moments_on_the_runs_one_step_counter():
