@@ -108,9 +108,10 @@ def build_parser():
                         help="sample with exp(0.5 z_sigma) (z_sigma a log variance, as in the KL "
                              "term) instead of the reference's exp(z_sigma)")
     parser.add_argument("--as-stored", action="store_true",
-                        help="draw overview.png's images as the CSV stores them (the processing "
-                             "scripts store them transposed, as the reference does; by default the "
-                             "overview turns them upright)")
+                        help="draw overview.png's images as the CSV stores them, for files that "
+                             "hold them upright (MNIST_process.py's, fMNIST_process.py --no-transpose); "
+                             "by default the overview transposes them back, as fMNIST_process.py "
+                             "stores them transposed, like the reference")
     parser.add_argument("--names", default=defaults.names,
                         help="comma-separated names of the original labels 0, 1, ... for "
                              "overview.png's rows ('' for label numbers)")

@@ -48,8 +48,9 @@ FASHION_MNIST_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "S
 def upright(images, image_shape):
     """Images as the processed CSVs store them -> as people look at them.
 
-    MNIST_process.py and fMNIST_process.py store every image transposed, as the
-    reference does (QUIRK); pictures meant for reading transpose them back.
+    fMNIST_process.py stores every Fashion-MNIST image transposed, as the
+    reference does (QUIRK; MNIST_process.py does not); pictures meant for
+    reading transpose them back.
     Returns flat rows of images of shape (W, H, C).
     """
     height, width, *channels = image_shape
