@@ -53,7 +53,14 @@ import keras  # noqa: E402
 import dense_net  # noqa: E402
 import fashion_mnist_gamo2pix_net as nets  # noqa: E402
 from dense_net import AdamStates, compile_function, numpy_losses, update  # noqa: E402
-from fashion_mnist_suppli import FASHION_MNIST_NAMES, class_titles, parse_names, to_images, upright  # noqa: E402
+from fashion_mnist_suppli import (  # noqa: E402
+    FASHION_MNIST_NAMES,
+    add_picture_options,
+    class_titles,
+    parse_names,
+    to_images,
+    upright,
+)
 
 
 @dataclass
@@ -107,14 +114,7 @@ def build_parser():
     parser.add_argument("--consistent-vae", action="store_true",
                         help="sample with exp(0.5 z_sigma) (z_sigma a log variance, as in the KL "
                              "term) instead of the reference's exp(z_sigma)")
-    parser.add_argument("--as-stored", action="store_true",
-                        help="draw overview.png's images as the CSV stores them, for files that "
-                             "hold them upright (MNIST_process.py's, fMNIST_process.py --no-transpose); "
-                             "by default the overview transposes them back, as fMNIST_process.py "
-                             "stores them transposed, like the reference")
-    parser.add_argument("--names", default=defaults.names,
-                        help="comma-separated names of the original labels 0, 1, ... for "
-                             "overview.png's rows ('' for label numbers)")
+    add_picture_options(parser, "overview.png")
     return parser
 
 

@@ -69,6 +69,18 @@ def class_titles(dataset, classes, names=FASHION_MNIST_NAMES):
     return titles
 
 
+def add_picture_options(parser, picture="the picture"):
+    """--as-stored and --names: how a picture for people shows the images and names its rows."""
+    parser.add_argument("--as-stored", action="store_true",
+                        help=f"draw {picture}'s images as the CSV stores them, for files that hold them "
+                             "upright (MNIST_process.py's, fMNIST_process.py --no-transpose); by default "
+                             "they are transposed back, as fMNIST_process.py stores them transposed, "
+                             "like the reference")
+    parser.add_argument("--names", default=",".join(FASHION_MNIST_NAMES),
+                        help=f"comma-separated names of the original labels 0, 1, ... for {picture}'s rows "
+                             "('' for label numbers)")
+
+
 def parse_names(text):
     """'a,b,c' -> ('a', 'b', 'c'); '' -> () (titles by label number)."""
     return tuple(part.strip() for part in text.split(",")) if text.strip() else ()

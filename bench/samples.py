@@ -32,7 +32,7 @@ import_backend_quietly()   # before Keras, which imports its backend
 import keras  # noqa: E402
 
 import dense_net  # noqa: E402, F401  (registers the generator's layers for loading)
-from fashion_mnist_suppli import FASHION_MNIST_NAMES, class_titles, parse_names, upright  # noqa: E402
+from fashion_mnist_suppli import add_picture_options, class_titles, parse_names, upright  # noqa: E402
 
 
 def newest_models(run_dir):
@@ -61,10 +61,7 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--per-class", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--as-stored", action="store_true",
-                        help="do not transpose the images back (for files that hold them upright)")
-    parser.add_argument("--names", default=",".join(FASHION_MNIST_NAMES),
-                        help="comma-separated names of the original labels 0, 1, ...")
+    add_picture_options(parser)
     args = parser.parse_args(argv)
     dataset = load_dataset(args.train, args.test)
     side = square_side(dataset.x_train.shape[1])
