@@ -1,34 +1,16 @@
-"""Build the imbalanced (IR 100) Fashion-MNIST benchmark as the GAMO paper's code does.
+"""Build the imbalanced (IR 100) Fashion-MNIST benchmark as the GAMO paper's code
+does: the original's fMNIST_process.py, now a face of the `gamo` package.
 
-Same protocol and options as MNIST_process.py (whose code this runs), plus the
-reference's transposition of every image (QUIRK, see --no-transpose). With no
-CSVs in the working directory it reads the Debian package dataset-fashion-mnist.
+The same protocol and options as MNIST_process.py, plus the reference's
+transposition of every image (QUIRK, see --no-transpose). With no CSVs in the
+working directory it reads the Debian package dataset-fashion-mnist.
+
+Where the original's parts live now: gamo/prepare.py (FASHION_MNIST, and the
+code it shares with MNIST), gamo/cli/prepare.py (fashion_mnist_main).
 """
 
-from dense_suppli import run_cli
-from MNIST_process import DatasetSpec
-from MNIST_process import main as prepare_main
-
-DEBIAN_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
-
-FASHION_MNIST = DatasetSpec(
-    name="fMnist", train_csv="fashionMnist_train.csv", test_csv="fashionMnist_test.csv",
-    transpose=True, fallback_idx_dirs=(DEBIAN_FASHION_DIR,),
-    help_to_get_data=(
-        "put fashionMnist_train.csv and fashionMnist_test.csv (label first, then 784 pixels) "
-        "here, or pass --idx-dir DIR with the four IDX files, or install them with "
-        "'apt-get install dataset-fashion-mnist'"),
-)
-
-
-def main(argv=None):
-    return prepare_main(argv, FASHION_MNIST)
-
-
-def cli():
-    """The installed command (pyproject.toml's [project.scripts])."""
-    run_cli(main)
-
+from gamo.cli.prepare import fashion_mnist_cli as cli
+from gamo.cli.prepare import fashion_mnist_main as main  # noqa: F401
 
 if __name__ == "__main__":
     cli()

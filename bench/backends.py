@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dense_suppli import InputError, new_parser, run_cli  # noqa: E402
+from gamo.errors import InputError, run_cli  # noqa: E402
+from gamo.run.settings import new_parser  # noqa: E402
 
 MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 FIGURES = {"compiled_ms": "dense GAMO, ms per batch (median)",

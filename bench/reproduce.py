@@ -43,16 +43,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import bench.jobs as jobs_pool  # noqa: E402
-from dense_suppli import (  # noqa: E402
-    InputError,
-    atomic_path,
-    keras_backend_name,
-    new_figure,
-    new_parser,
-    run_cli,
-    save_figure,
-    save_json,
-)
+from gamo.environment import keras_backend_name  # noqa: E402
+from gamo.errors import InputError, run_cli  # noqa: E402
+from gamo.files import atomic_path, save_json  # noqa: E402
+from gamo.pictures import new_figure, save_figure  # noqa: E402
+from gamo.run.settings import new_parser  # noqa: E402
 
 REFERENCE_STEPS = 50000
 

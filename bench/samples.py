@@ -16,23 +16,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dense_suppli import (  # noqa: E402
-    InputError,
-    import_backend_quietly,
-    load_dataset,
-    new_parser,
-    one_hot,
-    run_cli,
-    save_image_grid,
-    square_side,
-)
+from gamo.data import load_dataset, one_hot
+from gamo.environment import import_backend_quietly
+from gamo.errors import InputError, run_cli
+from gamo.images import square_side
+from gamo.pictures import save_image_grid
+from gamo.run.settings import new_parser
 
 import_backend_quietly()   # before Keras, which imports its backend
 
 import keras  # noqa: E402
 
-import dense_net  # noqa: E402, F401  (registers the generator's layers for loading)
-from fashion_mnist_suppli import add_picture_options, class_titles, parse_names, upright  # noqa: E402
+import gamo.layers  # noqa: E402, F401  (registers the generator's layers for loading)
+from gamo.images import add_picture_options, class_titles, parse_names, upright  # noqa: E402
 
 
 def newest_models(run_dir):

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import resource
 import statistics
 import sys
@@ -45,20 +44,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dense_suppli import import_backend_quietly  # noqa: E402
+from gamo.environment import import_backend_quietly, prefer_onednn
 
-# As fashion_mnist_gamo_main.py does: TensorFlow's oneDNN kernels on, on every CPU.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+prefer_onednn()            # as the convolutional script does
 import_backend_quietly()   # before Keras, which imports its backend
 
 import keras  # noqa: E402
 
-import dense_gamo_main as gm  # noqa: E402
-import dense_net  # noqa: E402
-import MNIST_process as mp  # noqa: E402
-from dense_net import BACKEND, AdamStates, compile_function  # noqa: E402
-from dense_suppli import imbalance_of, new_parser, one_hot, relabel_by_size, sample_fake_labels, scale_pixels  # noqa: E402
-from fMNIST_process import DEBIAN_FASHION_DIR  # noqa: E402
+from gamo import game, prepare, seeding  # noqa: E402
+from gamo.backend import BACKEND, compile_function  # noqa: E402
+from gamo.cli import dense  # noqa: E402
+from gamo.data import imbalance_of, one_hot, relabel_by_size, sample_fake_labels, scale_pixels  # noqa: E402
+from gamo.optim import AdamStates  # noqa: E402
+from gamo.prepare import DEBIAN_FASHION_DIR  # noqa: E402
+from gamo.run.settings import new_parser  # noqa: E402
 
 if BACKEND == "tensorflow":
     import tensorflow as tf
@@ -69,15 +68,15 @@ if BACKEND == "tensorflow":
 def fashion_ir100(seed=0):
     """(features, labels, description): the flattened IR-100 training set."""
     rng = np.random.default_rng(seed)
-    counts = mp.REFERENCE_TRAIN_COUNTS
+    counts = prepare.REFERENCE_TRAIN_COUNTS
     if Path(DEBIAN_FASHION_DIR).is_dir():
-        split = mp.read_idx_split(DEBIAN_FASHION_DIR, "train")
-        rows = np.concatenate(mp.draw_per_class(split, counts, 0, mp.TRAIN_POOL, rng, replace=True))
-        images, labels = mp.transpose_images(split.images[rows]), split.labels[rows]
+        split = prepare.read_idx_split(DEBIAN_FASHION_DIR, "train")
+        rows = np.concatenate(prepare.draw_per_class(split, counts, 0, prepare.TRAIN_POOL, rng, replace=True))
+        images, labels = prepare.transpose_images(split.images[rows]), split.labels[rows]
         source = f"Fashion-MNIST IR-100 from {DEBIAN_FASHION_DIR}"
     else:
         labels = np.repeat(np.arange(10), counts)
-        images = rng.integers(0, 256, (labels.size, mp.NUM_PIXELS))
+        images = rng.integers(0, 256, (labels.size, prepare.NUM_PIXELS))
         source = "random data shaped like Fashion-MNIST IR-100 (Debian package not installed)"
     labels, _, _ = relabel_by_size(labels, labels)
     order = rng.permutation(labels.size)
@@ -170,9 +169,9 @@ JIT = True          # False with --smoke: everything compiled without XLA
 
 def new_gamo(x, labels, standard=False):
     """GAMO with the reference's numerics, or with --standard-adam --standard-batchnorm."""
-    dense_net.set_random_seed(0)
-    gamo = gm.Gamo(x.shape[1], imbalance_of(labels), adam=AdamStates(2e-4, 0.5, shared_counter=not standard),
-                   reference_batchnorm=not standard, jit=JIT)
+    seeding.set_random_seed(0)
+    adam = AdamStates(2e-4, 0.5, shared_counter=not standard)
+    gamo = game.Gamo(x.shape[1], imbalance_of(labels), adam=adam, reference_batchnorm=not standard, jit=JIT)
     gamo.players.set_class_points(x, labels)
     return gamo
 
@@ -229,14 +228,13 @@ def compare_game(x, labels, args, name):
 def compare_feature_epoch(images, labels, epochs):
     """Seconds per F+M epoch of our compiled step and per pass of features over
     the training images; the learner, for the game's timing."""
-    import fashion_mnist_gamo_main as conv
-    import fashion_mnist_net as nets
+    from gamo import feature_game, nets
 
     onehot = one_hot(labels, labels.max() + 1)
     rng = np.random.default_rng(0)
-    dense_net.set_random_seed(0)
+    seeding.set_random_seed(0)
     extractor = nets.build_feature_extractor()
-    learner = conv.FeatureGamo(extractor, gm.Gamo(nets.NUM_FEATURES, imbalance_of(labels), jit=JIT),
+    learner = feature_game.FeatureGamo(extractor, game.Gamo(nets.NUM_FEATURES, imbalance_of(labels), jit=JIT),
                                batch_size=32, jit=JIT)
     learner.epoch(images[:64], onehot[:64], rng)                  # compile
     learner.features(images[:2048])
@@ -273,16 +271,16 @@ def time_keras_fit(learner, images, labels, epochs):
 
 def compare_pix_step(images, batches=200, warmup=10):
     """Median ms per GAMO2pix VAE step: cached features against F on every batch."""
-    import fashion_mnist_gamo2pix_main as pix
-    import fashion_mnist_net as nets
+    from gamo import nets, vae
+    from gamo.cli import gamo2pix
 
-    dense_net.set_random_seed(0)
+    seeding.set_random_seed(0)
     extractor = nets.build_feature_extractor()
     adam = AdamStates(2e-4, 0.5)
-    vae = pix.ClassVae(nets.NUM_FEATURES, images.shape[1:], pix.PixSettings(jit=JIT), seed=0, adam=adam)
+    vae = vae.ClassVae(nets.NUM_FEATURES, images.shape[1:], gamo2pix.PixSettings(jit=JIT), seed=0, adam=adam)
     features = extractor.predict(images, batch_size=1024, verbose=0)
     recompute = compile_function(lambda batch: vae.step(extractor(batch, training=False), batch),
-                                 [*pix.vae_state_variables(vae), *extractor.variables, *adam.variables], JIT)
+                                 [*vae.vae_state_variables(vae), *extractor.variables, *adam.variables], JIT)
     cached = time_batches(lambda xb, fb: finished(vae.compiled_step(fb, xb)), images, features, batches,
                           warmup)
     fresh = time_batches(lambda xb, _: finished(recompute(xb)), images, features, batches, warmup)
@@ -300,7 +298,7 @@ def memory_over_a_run(steps=10000):
     """
     import tempfile
 
-    import fMNIST_process
+    from gamo.cli import prepare
 
     marks = {}
 
@@ -311,13 +309,13 @@ def memory_over_a_run(steps=10000):
 
     with tempfile.TemporaryDirectory() as folder:
         if Path(DEBIAN_FASHION_DIR).is_dir():
-            fMNIST_process.main(["--idx-dir", DEBIAN_FASHION_DIR, "--out-dir", folder])
+            prepare.fashion_mnist_main(["--idx-dir", DEBIAN_FASHION_DIR, "--out-dir", folder])
         else:
             x, labels, _ = fashion_ir100()
             for part in ("train", "test"):
                 np.savetxt(f"{folder}/fMnist_100_{part}Data.csv",
                            np.column_stack([np.round((x + 1) * 127.5), labels]), fmt="%d", delimiter=",")
-        gm.main(["--train", f"{folder}/fMnist_100_trainData.csv", "--test",
+        dense.main(["--train", f"{folder}/fMnist_100_trainData.csv", "--test",
                  f"{folder}/fMnist_100_testData.csv", "--out-dir", f"{folder}/run",
                  "--steps", str(steps), *([] if JIT else ["--no-jit"])], after_batch=after_batch)
     growth = 100 * (marks[1.0] - marks[0.1]) / marks[0.1]

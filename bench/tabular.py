@@ -51,16 +51,11 @@ from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
 from bench.jobs import STOPPED, default_jobs, play_locally, threads_per_job  # noqa: E402
-from dense_suppli import (  # noqa: E402
-    InputError,
-    atomic_path,
-    new_figure,
-    new_parser,
-    run_cli,
-    save_figure,
-    save_json,
-)
 from gamo import GamoClassifier, GamoSampler  # noqa: E402
+from gamo.errors import InputError, run_cli
+from gamo.files import atomic_path, save_json
+from gamo.pictures import new_figure, save_figure
+from gamo.run.settings import new_parser
 
 PAPER_COUNTS = (4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40)
 ARMS = ("M", "ROS + M", "SMOTE + M", "ADASYN + M", "GamoSampler + M", "GamoClassifier")

@@ -16,10 +16,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import dense_gamo_main  # noqa: E402
-import fashion_mnist_gamo_main  # noqa: E402
-import fashion_mnist_net  # noqa: E402
-from dense_suppli import Imbalance, one_hot  # noqa: E402
+from gamo import feature_game, nets
+from gamo.data import Imbalance, one_hot
+from gamo.game import Gamo
 
 COUNTS = {0: 80, 1: 40, 2: 20, 3: 10}      # original digit -> rows; new labels by size
 BATCH = 32
@@ -57,7 +56,7 @@ def set_weights_from_numpy(models, seed):
 
 
 def game(num_features, imbalance):
-    gamo = dense_gamo_main.Gamo(num_features, imbalance, batch_size=BATCH)
+    gamo = Gamo(num_features, imbalance, batch_size=BATCH)
     p = gamo.players
     set_weights_from_numpy([p.trunk, p.classifier, p.discriminator, *p.igus.values()], seed=1)
     return gamo
@@ -80,9 +79,9 @@ def dense(batches):
 def conv(batches):
     x, y = digits()
     images = x.reshape(-1, 8, 8, 1)
-    extractor = fashion_mnist_net.build_feature_extractor((8, 8, 1), 32)
+    extractor = nets.build_feature_extractor((8, 8, 1), 32)
     set_weights_from_numpy([extractor], seed=3)
-    learner = fashion_mnist_gamo_main.FeatureGamo(extractor, game(32, Imbalance(np.bincount(y))), BATCH)
+    learner = feature_game.FeatureGamo(extractor, game(32, Imbalance(np.bincount(y))), BATCH)
     onehot = one_hot(y, 4)
     for start in range(0, batches * BATCH, BATCH):
         learner.compiled_feature_step(images[start:start + BATCH], onehot[start:start + BATCH])

@@ -35,12 +35,13 @@ def run_script(script, *args, cwd=None, env=None):
                           cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
 
 
-def run_in_new_process(folder, body):
-    """Run Python lines in a fresh interpreter with the project importable; return stdout's last line."""
+def run_in_new_process(folder, body, project=True):
+    """Run Python lines in a fresh interpreter, with the project's layers registered
+    (`from gamo import nets`) or, project=False, with Keras alone; return stdout's last line."""
     script = Path(folder) / "snippet.py"
     script.write_text("import sys\n"
                       f"sys.path.insert(0, {str(ROOT)!r})\n"
-                      "import numpy as np, keras, dense_net\n" + body)
+                      "import numpy as np, keras\n" + ("from gamo import nets\n" if project else "") + body)
     result = run_script(str(script))
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
@@ -84,10 +85,10 @@ def digits_csvs(tmp_path_factory):
 def conv_run(digits_csvs, tmp_path_factory):
     """A short convolutional GAMO run on the digits, stopping inside its second round
     (5 batches = 10 steps a round): models at steps 10 and 16."""
-    import fashion_mnist_gamo_main as conv
+    from gamo.cli import fashion
 
     train, test = digits_csvs
     out = tmp_path_factory.mktemp("conv") / "Digits_8_Gamo"
-    conv.main(["--train", str(train), "--test", str(test), "--out-dir", str(out), "--steps", "16",
+    fashion.main(["--train", str(train), "--test", str(test), "--out-dir", str(out), "--steps", "16",
                "--eval-every", "10", "--save-every", "10", "--num-features", "32"])
     return out

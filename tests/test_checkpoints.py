@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_script
 
-import dense_gamo_main
-import dense_suppli
-from dense_suppli import InputError
+from gamo import errors
+from gamo.cli import dense
+from gamo.errors import InputError
+from gamo.run import checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +46,8 @@ def runs(digits_csvs, tmp_path_factory):
     """An uninterrupted 40-step run and a finished 20-step run (to be continued)."""
     train, test = digits_csvs
     root = tmp_path_factory.mktemp("checkpoints")
-    dense_gamo_main.main(args(train, test, root / "whole", 40))
-    dense_gamo_main.main(args(train, test, root / "short", 20))
+    dense.main(args(train, test, root / "whole", 40))
+    dense.main(args(train, test, root / "short", 20))
     return root
 
 
@@ -59,7 +60,7 @@ def copy_of_short(runs, tmp_path, name="run"):
 def test_a_finished_run_continued_to_more_steps_equals_the_longer_run(runs, digits_csvs, tmp_path):
     train, test = digits_csvs
     out = copy_of_short(runs, tmp_path)
-    dense_gamo_main.main(args(train, test, out, 40, "--resume"))
+    dense.main(args(train, test, out, 40, "--resume"))
     assert_same_record(runs / "whole", out)
     whole, continued = final_weights(runs / "whole", 40), final_weights(out, 40)
     assert list(whole) == list(continued)
@@ -77,7 +78,7 @@ def test_values_are_keyed_by_name_so_a_shuffled_checkpoint_resumes_identically(r
     names = list(values)
     np.random.default_rng(0).shuffle(names)
     np.savez(path, **{name: values[name] for name in names})
-    dense_gamo_main.main(args(train, test, out, 40, "--resume"))
+    dense.main(args(train, test, out, 40, "--resume"))
     assert_same_record(runs / "whole", out)
 
 
@@ -97,7 +98,7 @@ def test_a_checkpoint_with_a_renamed_or_missing_value_is_refused_in_one_line(
         values["MLP/MLP_out/renamed"] = bias
     np.savez(path, **values)
     with pytest.raises(InputError, match=message) as error:
-        dense_gamo_main.main(args(train, test, out, 40, "--resume"))
+        dense.main(args(train, test, out, 40, "--resume"))
     assert "\n" not in str(error.value) and "written by another version" in str(error.value)
 
 
@@ -109,7 +110,7 @@ def test_a_checkpoint_of_the_first_format_resumes_by_position(runs, digits_csvs,
     with np.load(path) as stored:
         positional = {f"arr_{index}": stored[key] for index, key in enumerate(stored.files)}
     np.savez(path, **positional)
-    dense_gamo_main.main(args(train, test, out, 40, "--resume"))
+    dense.main(args(train, test, out, 40, "--resume"))
     assert_same_record(runs / "whole", out)
 
 
@@ -134,7 +135,7 @@ def test_a_resume_with_other_data_content_says_so_in_one_line(runs, digits_csvs,
     other.write_text(train.read_text().replace("\n", "\n", 1) + train.read_text().splitlines()[0] + "\n")
     with pytest.raises(InputError, match=r"holds the outputs of another run \(the content of --train \(SHA-256 "
                                          r"[0-9a-f]{12} there, [0-9a-f]{12} here\)\)") as error:
-        dense_gamo_main.main(args(other, test, out, 40, "--resume"))
+        dense.main(args(other, test, out, 40, "--resume"))
     assert "\n" not in str(error.value)
 
 
@@ -142,14 +143,14 @@ def test_a_resume_past_the_checkpoints_steps_is_refused_in_one_line(runs, digits
     train, test = digits_csvs
     out = copy_of_short(runs, tmp_path)
     with pytest.raises(InputError, match="at step 20, past --steps 10; give --steps 20 or more"):
-        dense_gamo_main.main(args(train, test, out, 10, "--resume"))
+        dense.main(args(train, test, out, 10, "--resume"))
 
 
 @pytest.mark.parametrize("option, value", [("--steps", 301), ("--eval-every", 101), ("--save-every", 5)])
 def test_odd_schedule_values_are_refused_in_one_line(digits_csvs, tmp_path, option, value, capsys):
     train, test = digits_csvs
     with pytest.raises(SystemExit) as exit_status:
-        dense_suppli.run_cli(dense_gamo_main.main, ["--train", str(train), "--test", str(test),
+        errors.run_cli(dense.main, ["--train", str(train), "--test", str(test),
                                                     "--out-dir", str(tmp_path / "odd"), option, str(value)])
     assert exit_status.value.code == 2
     assert capsys.readouterr().err.strip() == (f"error: {option}: must be even (step grows by 2 per batch, as "
@@ -206,9 +207,9 @@ def test_running_out_of_memory_while_loading_a_checkpoint_ends_the_run_in_one_li
     def no_memory(path):
         raise MemoryError()
 
-    monkeypatch.setattr(dense_suppli, "read_npz", no_memory)
+    monkeypatch.setattr(checkpoint, "read_npz", no_memory)
     with pytest.raises(SystemExit) as exit_status:
-        dense_suppli.run_cli(dense_gamo_main.main, args(train, test, out, 40, "--resume"))
+        errors.run_cli(dense.main, args(train, test, out, 40, "--resume"))
     assert exit_status.value.code == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: {out / 'checkpoints' / 'step_20'}: not enough memory to read the checkpoint")

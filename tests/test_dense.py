@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 from conftest import SEED, run_in_new_process, run_script
 
-import dense_gamo_main as main_module
-import dense_net
-from dense_suppli import RECORD_KEYS, Imbalance, one_hot
+from gamo import game, nets, optim
+from gamo.cli import dense
+from gamo.data import Imbalance, one_hot
+from gamo.learner import ClassifierOnly
+from gamo.run.record import RECORD_KEYS
+from gamo.run.settings import settings_from
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
@@ -19,27 +22,27 @@ REFERENCE_COUNTS = np.array([40, 60, 100, 200, 350, 500, 750, 1000, 2000, 4000])
 # ---------------------------------------------------------------- networks
 
 def test_parameter_counts_match_the_reference_architecture():
-    assert dense_net.build_classifier(784, 10).count_params() == 235_146
+    assert nets.build_classifier(784, 10).count_params() == 235_146
     # D: (784 + 10) * 256 + 256, 256 * 128 + 128, 128 + 1
-    assert dense_net.build_discriminator(784, 10).count_params() == 236_545
+    assert nets.build_discriminator(784, 10).count_params() == 236_545
     # trunk: (100 + 10) * 256 + 256, BN 4 * 256, 256 * 64 + 64, BN 4 * 64
-    trunk = dense_net.build_generator_trunk(100, 10)
+    trunk = nets.build_generator_trunk(100, 10)
     assert trunk.count_params() == 46_144
     assert trunk.output.shape[-1] == 64
     for n in (40, 2000):
-        igu = dense_net.build_igu(64, n, 784)
+        igu = nets.build_igu(64, n, 784)
         trainable = sum(int(np.prod(v.shape)) for v in igu.trainable_variables)
         assert trainable == 64 * n + n
-        assert tuple(dense_net.class_points(igu).shape) == (n, 784)
+        assert tuple(nets.class_points(igu).shape) == (n, 784)
 
 
 def test_igu_outputs_convex_combinations_of_its_class_points():
     rng = np.random.default_rng(SEED)
     points = rng.normal(size=(7, 5)).astype(np.float32)
-    igu = dense_net.build_igu(64, 7, 5)
-    dense_net.set_class_points(igu, points)
+    igu = nets.build_igu(64, 7, 5)
+    nets.set_class_points(igu, points)
     code = rng.normal(size=(6, 64)).astype(np.float32)
-    weights = dense_net.convex_weights_model(igu)(code).numpy()
+    weights = nets.convex_weights_model(igu)(code).numpy()
     assert (weights >= 0).all()
     np.testing.assert_allclose(weights.sum(axis=1), 1, rtol=1e-6)
     np.testing.assert_allclose(igu(code).numpy(), weights @ points, rtol=1e-5, atol=1e-6)
@@ -52,7 +55,7 @@ def small_game():
     """A 4-class game on 16 features (eager: every update is checked on its own)."""
     keras.utils.set_random_seed(SEED)
     counts = np.array([5, 8, 12, 20])
-    gamo = main_module.Gamo(16, Imbalance(counts), latent_dim=8, batch_size=8, jit=False)
+    gamo = game.Gamo(16, Imbalance(counts), latent_dim=8, batch_size=8, jit=False)
     rng = np.random.default_rng(SEED)
     labels = np.repeat(np.arange(4), counts)
     features = rng.normal(size=(labels.size, 16)).astype(np.float32)
@@ -118,7 +121,7 @@ def test_fake_batch_rows_come_from_the_igu_of_their_label(small_game):
     code = gamo.players.trunk([noise.fake_noise, noise.fake_labels], training=False)
     for row, k in enumerate(noise.fake_labels.argmax(axis=1)):
         assert k in gamo.minority
-        weights = dense_net.convex_weights_model(gamo.players.igus[k])(code[row:row + 1]).numpy()
+        weights = nets.convex_weights_model(gamo.players.igus[k])(code[row:row + 1]).numpy()
         np.testing.assert_allclose(fake[row], (weights @ features[labels == k])[0], rtol=1e-4, atol=1e-5)
 
 
@@ -133,7 +136,7 @@ def test_generator_batch_has_ceil_batch_over_classes_rows_per_class(small_game):
 def test_the_step_is_traced_once_for_full_and_shorter_batches(small_game):
     gamo, features, labels, rng = small_game
     onehot = one_hot(labels, 4)
-    alone = main_module.ClassifierOnly(dense_net.build_classifier(16, 4), jit=False)
+    alone = ClassifierOnly(nets.build_classifier(16, 4), jit=False)
     for learner in (gamo, alone):
         for rows in (slice(0, 8), slice(8, 13), slice(13, 21)):
             learner.train_on_batch(features[rows], onehot[rows], rng)
@@ -148,7 +151,7 @@ def train_with(optimizer, starts, targets, jit):
     def loss(target):
         return tf.add_n([(i + 1) * tf.reduce_sum(tf.square(v - target)) for i, v in enumerate(variables)])
 
-    step = tf.function(lambda target: dense_net.update(optimizer, variables, lambda: loss(target)),
+    step = tf.function(lambda target: optim.update(optimizer, variables, lambda: loss(target)),
                        jit_compile=jit)
     for target in targets:
         step(tf.constant(target))
@@ -160,7 +163,7 @@ def test_flat_adam_gives_keras_adam_results(jit):
     rng = np.random.default_rng(SEED)
     starts = [rng.normal(size=shape).astype(np.float32) for shape in ((5, 3), (3,), (2, 2, 3))]
     targets = rng.normal(size=6).astype(np.float32)
-    flat, flat_count = train_with(dense_net.FlatAdam(0.01, 0.5), starts, targets, jit)
+    flat, flat_count = train_with(optim.FlatAdam(0.01, 0.5), starts, targets, jit)
     theirs, their_count = train_with(keras.optimizers.Adam(0.01, beta_1=0.5), starts, targets, jit)
     assert flat_count == their_count == len(targets)
     for mine, expected, start in zip(flat, theirs, starts):
@@ -170,7 +173,7 @@ def test_flat_adam_gives_keras_adam_results(jit):
 
 def test_without_discriminator_d_is_never_trained():
     keras.utils.set_random_seed(SEED)
-    gamo = main_module.Gamo(16, Imbalance(np.array([5, 8, 12, 20])), latent_dim=8, batch_size=8,
+    gamo = game.Gamo(16, Imbalance(np.array([5, 8, 12, 20])), latent_dim=8, batch_size=8,
                             use_discriminator=False, jit=False)
     gamo.players.set_class_points(np.zeros((45, 16), "float32"), np.repeat(np.arange(4), [5, 8, 12, 20]))
     before = snapshot(gamo.players.discriminator)
@@ -188,7 +191,7 @@ RUN_ARGS = ["--steps", "40", "--eval-every", "10", "--save-every", "20", "--batc
 
 def run_main(digits_csvs, out_dir, *extra):
     train, test = digits_csvs
-    return main_module.main(["--train", str(train), "--test", str(test), "--out-dir", str(out_dir),
+    return dense.main(["--train", str(train), "--test", str(test), "--out-dir", str(out_dir),
                              *RUN_ARGS, *extra])
 
 
@@ -243,7 +246,7 @@ def test_saved_models_reload_in_a_new_process(finished_run, tmp_path):
         "mlp = keras.models.load_model(folder + '/MLP_40.keras')\n"
         "z = np.zeros((2, 100), 'float32'); y = np.eye(4, dtype='float32')[[0, 0]]\n"
         "sample = igu(gen([z, y], training=False))\n"
-        "points = dense_net.class_points(igu).numpy()\n"
+        "points = nets.class_points(igu).numpy()\n"
         "assert points.shape == (10, 64) and np.abs(points).sum() > 0\n"
         "print(tuple(sample.shape), tuple(mlp(sample).shape))\n"))
     assert last_line == "(2, 64) (2, 4)"
@@ -260,8 +263,8 @@ def test_no_discriminator_run_saves_no_discriminator(digits_csvs, tmp_path):
                                            (("--classifier-only",), "Digits_8_Baseline"),
                                            (("--smote",), "Digits_8_Smote")])
 def test_each_method_has_its_own_default_output_folder(flags, folder):
-    args = main_module.build_parser().parse_args(["--train", "data/Digits_8_trainData.csv", *flags])
-    assert main_module.settings_from(args, main_module.Settings).out_dir == folder
+    args = dense.build_parser().parse_args(["--train", "data/Digits_8_trainData.csv", *flags])
+    assert settings_from(args, dense.Settings).out_dir == folder
 
 
 @pytest.mark.slow

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from conftest import SEED, run_in_new_process, run_script
 
-import dense_gamo_main as dense
-import fashion_mnist_gamo_main as conv
-import fashion_mnist_net as nets
-from dense_net import class_points
-from dense_suppli import RECORD_KEYS, Imbalance, InputError, batch_slices, one_hot
-from fashion_mnist_suppli import class_titles, image_shape_for, parse_image_shape, parse_names, to_images
+from gamo import feature_game, game, nets
+from gamo.data import Imbalance, batch_slices, one_hot
+from gamo.errors import InputError
+from gamo.images import class_titles, image_shape_for, parse_image_shape, parse_names, to_images
+from gamo.nets import class_points
+from gamo.run.record import RECORD_KEYS
 
 keras = pytest.importorskip("keras")
 
@@ -37,8 +37,8 @@ def test_image_shapes_are_inferred_or_checked():
 def small_feature_gamo(counts, batch_size=8):
     keras.utils.set_random_seed(SEED)
     extractor = nets.build_feature_extractor((8, 8, 1), 32)
-    gamo = dense.Gamo(32, Imbalance(counts), latent_dim=8, batch_size=batch_size, jit=False)
-    return conv.FeatureGamo(extractor, gamo, batch_size=batch_size, jit=False)
+    gamo = game.Gamo(32, Imbalance(counts), latent_dim=8, batch_size=batch_size, jit=False)
+    return feature_game.FeatureGamo(extractor, gamo, batch_size=batch_size, jit=False)
 
 
 def test_picture_titles_name_each_class_by_its_original_label_and_count():
@@ -130,8 +130,45 @@ def test_saved_extractor_trunk_and_igus_reload_in_a_new_process(conv_run, tmp_pa
         "igu = keras.models.load_model(folder + '/GenP_1_16.keras')\n"
         "features = F(np.zeros((3, 8, 8, 1), 'float32'))\n"
         "sample = igu(G([np.zeros((3, 100), 'float32'), np.eye(4, dtype='float32')[[1, 1, 1]]]))\n"
-        "print(tuple(features.shape), tuple(sample.shape), dense_net.class_points(igu).shape)\n"))
+        "print(tuple(features.shape), tuple(sample.shape), nets.class_points(igu).shape)\n"))
     assert last_line == "(3, 32) (3, 32) (20, 32)"
+
+
+@pytest.mark.slow
+def test_saved_stock_networks_load_with_keras_alone(conv_run, tmp_path):
+    """F, M, D and the trunk hold only stock Keras layers in their files, as the
+    original's do: Keras loads them in a program that never imports gamo."""
+    last_line = run_in_new_process(tmp_path, (
+        f"folder = {str(conv_run / 'gamo_models_16')!r}\n"
+        "F, M, D, G = (keras.models.load_model(f'{folder}/{name}_16.keras') for name in ('Conv', 'MLP', 'DIS', 'GEN'))\n"
+        "images = np.random.default_rng(0).uniform(-1, 1, (3, 8, 8, 1)).astype('float32')\n"
+        "features = F(images)\n"
+        "np.save(sys.argv[0] + '.npy', keras.ops.convert_to_numpy(M(features)))\n"
+        "print(sorted({type(layer).__module__.split('.')[0] for net in (F, M, D, G) for layer in net.layers}), "
+        "'gamo' in sys.modules, tuple(D([features, M(features)]).shape))\n"), project=False)
+    assert last_line == "['keras'] False (3, 1)"
+
+
+def test_saved_copies_hold_stock_layers_with_the_same_outputs():
+    """F's LeakyReLU and the trunk's call-site BatchNorm are saved as Keras' own layers,
+    with the same weights: the copy computes the same values, bit for bit."""
+    import keras
+
+    from gamo.layers import with_stock_layers
+
+    keras.utils.set_random_seed(SEED)
+    F, G = nets.build_feature_extractor((8, 8, 1), 16), nets.build_generator_trunk(5, 3)
+    G.layers[-1].moving_mean.assign(np.full(64, 0.5, "float32"))    # statistics are weights too
+    rng = np.random.default_rng(SEED)
+    images = rng.uniform(-1, 1, (4, 8, 8, 1)).astype("float32")
+    noise, labels = rng.normal(size=(4, 5)).astype("float32"), np.eye(3, dtype="float32")[[0, 1, 2, 0]]
+    for model, inputs in ((F, images), (G, [noise, labels])):
+        stock = with_stock_layers(model)
+        assert {type(layer).__module__.split(".")[0] for layer in stock.layers} == {"keras"}
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(stock(inputs, training=False)),
+                                      keras.ops.convert_to_numpy(model(inputs, training=False)))
+    M = nets.build_classifier(16, 3)
+    assert with_stock_layers(M) is M
 
 
 @pytest.mark.slow
@@ -153,7 +190,7 @@ def test_fs_leaky_relu_has_keras_values_and_gradients_bit_for_bit():
     tf = pytest.importorskip("tensorflow")
     import keras
 
-    from dense_net import LeakyReLU
+    from gamo.layers import LeakyReLU
 
     x = tf.constant(np.concatenate([np.random.default_rng(SEED).standard_normal(998), [0.0, -0.0]]), tf.float32)
     upstream = tf.constant(np.random.default_rng(SEED + 1).standard_normal(1000), tf.float32)

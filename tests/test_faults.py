@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-import dense_gamo_main
-from dense_suppli import InputError
+from gamo.cli import dense
+from gamo.errors import InputError
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def finished(digits_csvs, tmp_path_factory):
     """A finished run, kept as it was: checkpoints step_32 and step_40 (the newest two)
     and every output. Each test works on a copy in the run's own folder (`fresh`)."""
     out = tmp_path_factory.mktemp("faults") / "run"
-    dense_gamo_main.main(run_args(digits_csvs, out))
+    dense.main(run_args(digits_csvs, out))
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_32", "step_40"]
     shutil.copytree(out, out.with_name("pristine"))
     return out.with_name("pristine")
@@ -69,7 +69,7 @@ def truncate(path):
 def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(finished, fresh, digits_csvs, capsys):
     out = fresh
     truncate(out / "checkpoints" / "step_40" / "variables.npz")
-    dense_gamo_main.main(run_args(digits_csvs, out, "--resume"))
+    dense.main(run_args(digits_csvs, out, "--resume"))
     lines = capsys.readouterr()
     warnings = [line for line in lines.err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "step_40: damaged" in warnings[0]
@@ -95,7 +95,7 @@ def test_no_usable_checkpoint_is_refused_in_one_line_and_nothing_changes(fresh, 
     (out / "checkpoints" / "step_32" / "state.json").write_text("{")
     before = contents(out)
     with pytest.raises(InputError, match="no usable checkpoint") as error:
-        dense_gamo_main.main(run_args(digits_csvs, out, "--resume"))
+        dense.main(run_args(digits_csvs, out, "--resume"))
     assert "\n" not in str(error.value) and "step_40" in str(error.value) and "step_32" in str(error.value)
     assert contents(out) == before
 

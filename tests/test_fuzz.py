@@ -18,10 +18,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import dense_suppli
-import MNIST_process
-from dense_suppli import InputError, Record, load_dataset, read_checkpoint, write_checkpoint
-from fashion_mnist_suppli import image_shape_for
+from gamo import prepare
+from gamo.data import load_dataset
+from gamo.errors import InputError
+from gamo.images import image_shape_for
+from gamo.run.checkpoint import read_checkpoint, write_checkpoint
+from gamo.run.folder import claim_output_dir
+from gamo.run.record import Record
+from gamo.run.settings import TrainingSettings, comparable
 
 
 def damaged(valid, text=True):
@@ -96,7 +100,7 @@ def test_the_processing_scripts_source_csv(content):
         path = Path(folder) / "mnist_train.csv"
         path.write_bytes(content)
         try:
-            split = MNIST_process.read_source_csv(path)
+            split = prepare.read_source_csv(path)
         except InputError as error:
             assert "\n" not in str(error) and str(path) in str(error)
             return
@@ -121,7 +125,7 @@ def test_the_processing_scripts_idx_files(content, zipped):
         path.write_bytes(content if zipped is None else zipped)
         for ndim in (1, 3):
             try:
-                array = MNIST_process.read_idx(path, ndim)
+                array = prepare.read_idx(path, ndim)
             except InputError as error:
                 assert "\n" not in str(error) and str(path) in str(error)
                 continue
@@ -140,13 +144,13 @@ class Slot:
         self.value = np.array(value)
 
 
-SETTINGS = dense_suppli.TrainingSettings(train="t.csv", out_dir="out")
+SETTINGS = TrainingSettings(train="t.csv", out_dir="out")
 STORED = {"MLP/dense/kernel": np.arange(6, dtype=np.float32).reshape(2, 3), "MLP/dense/bias": np.ones(4, np.float32)}
 RECORD = Record(40, 10, 3)
 
 
 def valid_checkpoint(root):
-    state = {"step": 8, "settings": dense_suppli.comparable(SETTINGS)}
+    state = {"step": 8, "settings": comparable(SETTINGS)}
     write_checkpoint(root, 8, STORED, state, RECORD.state())
     return root / "step_8"
 
@@ -182,18 +186,18 @@ def test_checkpoint_folders(name, data):
         assert {p.name: p.read_bytes() for p in damaged_file.parent.iterdir()} == before
 
 
-VALID_SETTINGS = json.dumps({**dense_suppli.comparable(SETTINGS), "status": "finished"}).encode()
+VALID_SETTINGS = json.dumps({**comparable(SETTINGS), "status": "finished"}).encode()
 
 
 @given(content=damaged(VALID_SETTINGS))
 def test_settings_json_of_an_output_folder(content):
     with tempfile.TemporaryDirectory() as folder:
-        settings = dense_suppli.TrainingSettings(train="t.csv", out_dir=str(Path(folder) / "out"), resume=True)
+        settings = TrainingSettings(train="t.csv", out_dir=str(Path(folder) / "out"), resume=True)
         path = Path(settings.out_dir) / "settings.json"
         path.parent.mkdir()
         path.write_bytes(content)
         try:
-            dense_suppli.claim_output_dir(settings)
+            claim_output_dir(settings)
         except InputError as error:
             assert "\n" not in str(error) and str(path.parent) in str(error)
         assert path.read_bytes() == content                 # a resumed run changes nothing here
@@ -204,21 +208,20 @@ def test_settings_json_of_an_output_folder(content):
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory):
     """A tiny gamo_models_<step> folder: F, the trunk and one IGU, as GAMO2pix loads them."""
-    import dense_net
-    import fashion_mnist_net
+    from gamo import nets
 
     folder = tmp_path_factory.mktemp("models") / "gamo_models_4"
     folder.mkdir()
-    trunk = dense_net.build_generator_trunk(4, 2)
-    for name, model in {"Conv": fashion_mnist_net.build_feature_extractor((8, 8, 1), 6), "GEN": trunk,
-                        "GenP_0": dense_net.build_igu(64, 3, 6)}.items():
+    trunk = nets.build_generator_trunk(4, 2)
+    for name, model in {"Conv": nets.build_feature_extractor((8, 8, 1), 6), "GEN": trunk,
+                        "GenP_0": nets.build_igu(64, 3, 6)}.items():
         model.save(folder / f"{name}_4.keras")
     return folder
 
 
 @given(name=st.sampled_from(["Conv_4.keras", "GEN_4.keras", "GenP_0_4.keras"]), data=st.data())
 def test_gamo2pix_model_folders(model_files, name, data):
-    import fashion_mnist_gamo2pix_main as pix
+    from gamo import gamo2pix
 
     valid = (model_files / name).read_bytes()
     content = data.draw(st.one_of(st.integers(0, len(valid)).map(lambda k: valid[:k]),
@@ -231,7 +234,7 @@ def test_gamo2pix_model_folders(model_files, name, data):
         for path in model_files.iterdir():
             (copy / path.name).write_bytes(content if path.name == name else path.read_bytes())
         try:
-            models = pix.load_gamo_models(copy, [0])
+            models = gamo2pix.load_gamo_models(copy, [0])
         except InputError as error:
             assert "\n" not in str(error) and str(copy) in str(error)
             return
@@ -242,7 +245,7 @@ def test_a_model_that_would_run_code_is_refused(model_files, tmp_path):
     """Keras' safe mode: a Lambda layer (pickled Python code) is not loaded."""
     import keras
 
-    import fashion_mnist_gamo2pix_main as pix
+    from gamo import gamo2pix
 
     copy = tmp_path / model_files.name
     copy.mkdir()
@@ -251,4 +254,4 @@ def test_a_model_that_would_run_code_is_refused(model_files, tmp_path):
     inputs = keras.Input((8, 8, 1))
     keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(copy / "Conv_4.keras")
     with pytest.raises(InputError, match="Conv_4.keras: cannot load"):
-        pix.load_gamo_models(copy, [0])
+        gamo2pix.load_gamo_models(copy, [0])

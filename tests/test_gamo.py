@@ -18,9 +18,9 @@ from sklearn.model_selection import StratifiedKFold, cross_validate
 from sklearn.utils.estimator_checks import check_classifiers_train
 from sklearn.utils.estimator_checks import parametrize_with_checks as sklearn_checks
 
-import dense_gamo_main
-from dense_suppli import read_labelled_csv, relabel_by_size
 from gamo import GamoClassifier, GamoSampler
+from gamo.cli import dense
+from gamo.data import read_labelled_csv, relabel_by_size
 
 tf = pytest.importorskip("tensorflow")
 
@@ -151,7 +151,7 @@ def test_cross_validate_a_pipeline_on_imbalanced_digits():
 def test_the_estimator_and_the_script_are_one_implementation(digits_csvs, tmp_path):
     """With pixel scaling and the same seed, GamoClassifier is dense_gamo_main.py's run."""
     train, test = digits_csvs
-    dense_gamo_main.main(["--train", str(train), "--test", str(test), "--out-dir", str(tmp_path / "run"),
+    dense.main(["--train", str(train), "--test", str(test), "--out-dir", str(tmp_path / "run"),
                           "--steps", "40", "--eval-every", "40", "--no-jit"])
     script = np.load(tmp_path / "run" / "Results.npz")
     X, y = read_labelled_csv(train)

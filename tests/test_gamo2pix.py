@@ -4,21 +4,23 @@ import numpy as np
 import pytest
 from conftest import SEED, run_script
 
-import fashion_mnist_gamo2pix_main as pix
-import fashion_mnist_gamo2pix_net as nets
-from dense_net import AdamStates, class_points, convex_weights_model, total_loss
-from dense_suppli import load_dataset
+from gamo import gamo2pix, layers, pictures, vae
+from gamo.backend import total_loss
+from gamo.cli import gamo2pix as gamo2pix_cli
+from gamo.data import load_dataset
+from gamo.nets import class_points, convex_weights_model
+from gamo.optim import AdamStates
 
 keras = pytest.importorskip("keras")
 
 
 def test_decoder_maps_latent_vectors_to_images_in_range():
     keras.utils.set_random_seed(SEED)
-    decoder = nets.build_decoder((28, 28, 1))
+    decoder = vae.build_decoder((28, 28, 1))
     images = decoder(np.random.default_rng(SEED).normal(0, 3, (5, 100)).astype("float32")).numpy()
     assert images.shape == (5, 28, 28, 1)
     assert images.min() >= -1 and images.max() <= 1
-    head = nets.build_encoder_head(512)
+    head = vae.build_encoder_head(512)
     z_mean, z_sigma = head(np.zeros((2, 512), "float32"))
     assert z_mean.shape == z_sigma.shape == (2, 100)
 
@@ -33,21 +35,21 @@ def test_loss_is_the_reference_formula_on_a_hand_made_batch():
     kl_rows = [-0.5 * ((1 + 0 - 1 - 1) + (1 + 1 - 0 - np.e)),
                -0.5 * ((1 - 1 - 0 - np.exp(-1)) + (1 + 0 - 4 - 1))]
     expected = reconstruction + np.mean(kl_rows)
-    assert float(total_loss(nets.vae_loss_terms(images, recon, z_mean, z_sigma))) == pytest.approx(expected, rel=1e-6)
+    assert float(total_loss(vae.vae_loss_terms(images, recon, z_mean, z_sigma))) == pytest.approx(expected, rel=1e-6)
 
 
 @pytest.mark.parametrize("consistent, scale", [(False, np.exp(1.0)), (True, np.exp(0.5))])
 def test_sampling_scale_follows_the_reference_quirk_or_the_flag(consistent, scale):
-    sampling = nets.Sampling(consistent=consistent, seed=SEED)
+    sampling = layers.Sampling(consistent=consistent, seed=SEED)
     z_mean = np.zeros((20000, 1), "float32")
     z = sampling([z_mean, np.ones((20000, 1), "float32")]).numpy()
     assert z.std() == pytest.approx(scale, rel=0.03)
-    assert nets.Sampling.from_config(sampling.get_config()).consistent is consistent
+    assert layers.Sampling.from_config(sampling.get_config()).consistent is consistent
 
 
 @pytest.mark.slow
 def test_gamo_samples_are_the_igus_convex_weights_over_the_class_features(conv_run, digits_csvs):
-    models = pix.load_gamo_models(conv_run / "gamo_models_16", [1])
+    models = gamo2pix.load_gamo_models(conv_run / "gamo_models_16", [1])
     dataset = load_dataset(digits_csvs[0], digits_csvs[0])
     images = dataset.x_train[dataset.y_train == 1].reshape(-1, 8, 8, 1)
     features = models.extractor.predict(images, verbose=0)
@@ -55,7 +57,7 @@ def test_gamo_samples_are_the_igus_convex_weights_over_the_class_features(conv_r
     # The IGU holds the class's features from the final F (in the run's shuffled order).
     order = np.lexsort(features.T), np.lexsort(points.T)
     np.testing.assert_allclose(features[order[0]], points[order[1]], rtol=1e-4, atol=1e-5)
-    samples = pix.gamo_features(models, 1, 5, np.random.default_rng(SEED))
+    samples = gamo2pix.gamo_features(models, 1, 5, np.random.default_rng(SEED))
     noise = np.random.default_rng(SEED).standard_normal((5, 100)).astype("float32")
     code = models.trunk([noise, np.eye(4, dtype="float32")[[1] * 5]], training=False)
     weights = convex_weights_model(models.igus[1])(code).numpy()
@@ -66,7 +68,7 @@ def test_gamo_samples_are_the_igus_convex_weights_over_the_class_features(conv_r
 @pytest.mark.slow
 def test_short_run_writes_pictures_models_and_pngs(conv_run, digits_csvs, tmp_path):
     out = tmp_path / "ImgGen"
-    pix.main(["--train", str(digits_csvs[0]), "--gamo-dir", str(conv_run.parent / conv_run.name),
+    gamo2pix_cli.main(["--train", str(digits_csvs[0]), "--gamo-dir", str(conv_run.parent / conv_run.name),
               "--out-dir", str(out), "--steps", "6", "--picture-every", "3", "--save-every", "4",
               "--num-images", "5", "--classes", "0,2"])
     for k in (0, 2):
@@ -110,7 +112,7 @@ def test_interrupted_run_resumes_to_the_same_images(conv_run, digits_csvs, tmp_p
     import signal
 
     def run(out, *extra, after_step=None):
-        return pix.main(["--train", str(digits_csvs[0]), "--gamo-dir", str(conv_run), "--out-dir", str(out),
+        return gamo2pix_cli.main(["--train", str(digits_csvs[0]), "--gamo-dir", str(conv_run), "--out-dir", str(out),
                          "--steps", "12", "--picture-every", "3", "--save-every", "4", "--num-images", "4",
                          "--classes", "0,2", "--no-jit", *extra], after_step=after_step)
 
@@ -139,28 +141,28 @@ def test_interrupted_run_resumes_to_the_same_images(conv_run, digits_csvs, tmp_p
 
 def test_the_overview_turns_the_stored_transposed_images_upright(monkeypatch, tmp_path):
     drawn = {}
-    monkeypatch.setattr(pix, "save_image_grid", lambda path, images, shape, row_titles: drawn.update(
+    monkeypatch.setattr(pictures, "save_image_grid", lambda path, images, shape, row_titles: drawn.update(
         images=images, shape=shape, titles=row_titles))
     upright = np.arange(6.0).reshape(2, 3)            # 2 high, 3 wide, as people look at it
     stored = upright.T.reshape(1, 3, 2, 1)            # as the processed CSVs hold it (QUIRK)
-    pix.save_overview(tmp_path / "o.png", [stored], [stored + 1], ["Bag (60)"], (3, 2, 1))
+    pictures.save_overview(tmp_path / "o.png", [stored], [stored + 1], ["Bag (60)"], (3, 2, 1))
     assert drawn["titles"] == ["Bag (60)"] and drawn["images"].shape == (1, 2, 6)
     np.testing.assert_array_equal(drawn["images"][0, 0].reshape(drawn["shape"]), upright)
     np.testing.assert_array_equal(drawn["images"][0, 1].reshape(drawn["shape"]), upright + 1)
-    pix.save_overview(tmp_path / "o.png", [stored], [stored], ["Bag (60)"], (3, 2, 1), as_stored=True)
+    pictures.save_overview(tmp_path / "o.png", [stored], [stored], ["Bag (60)"], (3, 2, 1), as_stored=True)
     np.testing.assert_array_equal(drawn["images"][0, 0].reshape(drawn["shape"]), upright.T)
 
 
 def test_each_class_vae_starts_with_fresh_moments_on_the_runs_one_step_counter():
     adam = AdamStates(2e-4, 0.5)            # the reference's: one counter for the whole run
-    settings = pix.PixSettings(jit=False)
+    settings = gamo2pix_cli.PixSettings(jit=False)
     rng = np.random.default_rng(SEED)
     images = rng.uniform(-1, 1, (4, 8, 8, 1)).astype("float32")
     features = rng.normal(size=(4, 16)).astype("float32")
-    first = pix.ClassVae(16, (8, 8, 1), settings, seed=SEED, adam=adam)
+    first = vae.ClassVae(16, (8, 8, 1), settings, seed=SEED, adam=adam)
     for _ in range(3):
         first.compiled_step(features, images)
-    second = pix.ClassVae(16, (8, 8, 1), settings, seed=SEED + 1, adam=adam)
+    second = vae.ClassVae(16, (8, 8, 1), settings, seed=SEED + 1, adam=adam)
     assert not any(np.asarray(v).any() for v in second.optimizer.moments + second.optimizer.velocities)
     second.compiled_step(features, images)
     assert int(adam.counter.numpy()) == 4

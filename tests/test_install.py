@@ -5,10 +5,12 @@ The fresh venv takes the dependencies already installed in the test's own
 environment (a .pth file; pip still checks the declared requirements against
 them), so the test needs no download and no second copy of TensorFlow."""
 
+import os
 import subprocess
 import sys
 import sysconfig
 import textwrap
+import zipfile
 
 import pytest
 from conftest import ROOT
@@ -23,7 +25,7 @@ SAMPLER_IN_A_PIPELINE = textwrap.dedent("""
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
     import gamo
-    assert pathlib.Path(gamo.__file__).parent == pathlib.Path(sys.argv[1]), gamo.__file__
+    assert pathlib.Path(gamo.__file__).parent == pathlib.Path(sys.argv[1]) / "gamo", gamo.__file__
     X, y = load_digits(return_X_y=True)
     keep = np.concatenate([np.flatnonzero(y == c)[:n] for c, n in [(0, 80), (1, 20), (2, 10)]])
     model = make_pipeline(gamo.GamoSampler(steps=50, random_state=0), LogisticRegression(max_iter=500))
@@ -33,9 +35,9 @@ SAMPLER_IN_A_PIPELINE = textwrap.dedent("""
 """)
 
 
-def run(*command, cwd):
+def run(*command, cwd, env=None):
     result = subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True,
-                            timeout=600)
+                            timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -44,6 +46,7 @@ def test_a_wheel_installs_into_a_fresh_venv_with_the_module_and_the_commands(tmp
     run(sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps", "--no-build-isolation", "-q",
         "-w", tmp_path / "wheels", cwd=tmp_path)
     wheel, = (tmp_path / "wheels").glob("gamo_keras-*.whl")
+    assert installed_names(wheel) == {"gamo"}
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
     python = venv / "bin" / "python"
@@ -55,8 +58,25 @@ def test_a_wheel_installs_into_a_fresh_venv_with_the_module_and_the_commands(tmp
         cwd=tmp_path)
     work = tmp_path / "elsewhere"
     work.mkdir()
+    # A user's folder with files named like the seed's scripts: gamo never imports them.
+    (work / "dense_net.py").write_text("raise ImportError('not the project: a file of the user')\n")
+    for backend in ("tensorflow", "jax", "torch"):
+        quiet = run(python, "-c", "import sys, gamo; print(sorted({'keras', 'tensorflow', 'jax', 'torch'} "
+                    "& set(sys.modules)), gamo.__version__)", cwd=work,
+                    env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "0"})
+        assert quiet.stderr == "" and quiet.stdout.startswith("[] "), (backend, quiet.stdout, quiet.stderr)
     result = run(python, "-c", SAMPLER_IN_A_PIPELINE, site_packages, cwd=work)
     assert result.stdout.startswith("resampled 25 batches;")
     for command in COMMANDS:
         result = run(venv / "bin" / command, "--help", cwd=work)
         assert result.stdout.startswith(f"usage: {command} ") and result.stderr == ""
+
+
+def installed_names(wheel):
+    """The import names a wheel installs: its top_level.txt, checked against its files."""
+    with zipfile.ZipFile(wheel) as archive:
+        top_level, = [name for name in archive.namelist() if name.endswith(".dist-info/top_level.txt")]
+        declared = set(archive.read(top_level).decode().split())
+        files = {name.split("/")[0] for name in archive.namelist() if ".dist-info/" not in name}
+    assert files == {f"{name}" for name in declared}, files
+    return declared

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from conftest import run_script
 
-import dense_gamo_main
-import dense_net
-import dense_suppli
-from dense_suppli import RECORD_KEYS, NotFinite
+from gamo import pictures, seeding
+from gamo.cli import dense
+from gamo.errors import NotFinite
+from gamo.run import loop
+from gamo.run.record import RECORD_KEYS, Record
 
 pytestmark = pytest.mark.slow
 
@@ -41,15 +42,15 @@ def run_with_every_batch(digits_csvs, tmp_path_factory):
     """A 40-step run with TensorBoard, and every batch's losses as the step returned them."""
     out = tmp_path_factory.mktemp("losses") / "run"
     seen = []
-    original = dense_suppli.Run.add_losses
+    original = loop.Run.add_losses
 
     def spy(run, losses, progress=None):
         seen.append((run.step, dict(losses)))
         return original(run, losses, progress)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dense_suppli.Run, "add_losses", spy)
-        dense_gamo_main.main(args(digits_csvs, out, 40, "--tensorboard", str(out / "board")))
+        patch.setattr(loop.Run, "add_losses", spy)
+        dense.main(args(digits_csvs, out, 40, "--tensorboard", str(out / "board")))
     return out, seen
 
 
@@ -94,9 +95,9 @@ def test_tensorboard_event_files_hold_the_same_scalars(run_with_every_batch):
 
 def test_the_learning_curve_has_a_losses_panel(run_with_every_batch, tmp_path):
     out, _ = run_with_every_batch
-    record = dense_suppli.Record(40, 10, 4)                       # without losses: two panels
+    record = Record(40, 10, 4)                       # without losses: two panels
     record.steps_seen[:] = [0, 10, 20, 30, 40]
-    dense_suppli.save_learning_curve(tmp_path / "two.png", record)
+    pictures.save_learning_curve(tmp_path / "two.png", record)
     from matplotlib.image import imread
 
     with_losses, without = imread(out / "learning_curve.png"), imread(tmp_path / "two.png")
@@ -107,19 +108,19 @@ def test_a_run_continued_from_its_checkpoint_has_the_uninterrupted_runs_losses(
         run_with_every_batch, digits_csvs, tmp_path):
     out, _ = run_with_every_batch
     short = tmp_path / "short"
-    dense_gamo_main.main(args(digits_csvs, short, 20))
-    dense_gamo_main.main(args(digits_csvs, short, 40, "--resume"))
+    dense.main(args(digits_csvs, short, 20))
+    dense.main(args(digits_csvs, short, 40, "--resume"))
     np.testing.assert_array_equal(read_losses_csv(short / "losses.csv")[1], read_losses_csv(out / "losses.csv")[1])
 
 
 def test_a_checkpoint_from_before_the_losses_resumes_with_them_missing(digits_csvs, tmp_path):
     out = tmp_path / "old"
-    dense_gamo_main.main(args(digits_csvs, out, 20))
+    dense.main(args(digits_csvs, out, 20))
     arrays = out / "checkpoints" / "step_20" / "arrays.npz"
     with np.load(arrays) as stored:
         kept = {key: stored[key] for key in stored.files if not key.startswith("loss_")}
     np.savez(arrays, **kept)
-    dense_gamo_main.main(args(digits_csvs, out, 40, "--resume"))
+    dense.main(args(digits_csvs, out, 40, "--resume"))
     _, rows = read_losses_csv(out / "losses.csv")
     assert np.isnan(rows[:2, 1:]).all() and np.isfinite(rows[2:, 1:]).all()   # step 20 is evaluated again
 
@@ -145,7 +146,7 @@ def test_a_weight_gone_nan_is_never_checkpointed_and_the_last_good_one_is_named(
             weights.assign(np.full(weights.shape, np.nan, "float32"))
 
     with pytest.raises(NotFinite) as error:
-        dense_gamo_main.main(args(digits_csvs, out, 40), after_batch=poison)
+        dense.main(args(digits_csvs, out, 40), after_batch=poison)
     assert "step_22: MLP/" in str(error.value) and "is not finite" in str(error.value)
     assert f"{out / 'checkpoints' / 'step_12'}, is the last good state" in str(error.value)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_12"]
@@ -173,17 +174,17 @@ def test_estimators_keep_every_batchs_losses_and_the_callers_random_state():
     X, y = X[keep], y[keep]
     np.random.seed(123)
     random.seed(123)
-    dense_net.set_random_seed(123)
+    seeding.set_random_seed(123)
     numpy_before, python_before = np.random.get_state(), random.getstate()
-    keras_before = dense_net.keras_global_state.get_global_attribute(dense_net.KERAS_SEED)
-    tensorflow_before = dense_net._tensorflow_seed_state()
+    keras_before = seeding.keras_global_state.get_global_attribute(seeding.KERAS_SEED)
+    tensorflow_before = seeding._tensorflow_seed_state()
     model = GamoClassifier(steps=12, batch_size=16, latent_dim=4, random_state=0, jit=JIT).fit(X, y)
     numpy_after = np.random.get_state()
     assert all(np.array_equal(a, b) for a, b in zip(numpy_before, numpy_after))
     assert random.getstate() == python_before
-    assert dense_net.keras_global_state.get_global_attribute(dense_net.KERAS_SEED) == keras_before
+    assert seeding.keras_global_state.get_global_attribute(seeding.KERAS_SEED) == keras_before
     if tensorflow_before is not None:
-        after = dense_net._tensorflow_seed_state()
+        after = seeding._tensorflow_seed_state()
         assert after[0] == tensorflow_before[0] and after[1].getstate() == tensorflow_before[1].getstate()
     assert sorted(model.loss_curve_) == sorted(["M_real", "D_real", "M_fake", "D_fake",
                                                 "G_M_0", "G_D_0", "G_M_1", "G_D_1"])
@@ -197,10 +198,10 @@ def test_estimators_keep_every_batchs_losses_and_the_callers_random_state():
 
 
 def test_gamo2pix_writes_the_vaes_loss_and_terms(conv_run, digits_csvs, tmp_path):
-    import fashion_mnist_gamo2pix_main as pix
+    from gamo.cli import gamo2pix
 
     train, _ = digits_csvs
-    out = pix.main(["--train", str(train), "--gamo-dir", str(conv_run), "--out-dir", str(tmp_path / "pix"),
+    out = gamo2pix.main(["--train", str(train), "--gamo-dir", str(conv_run), "--out-dir", str(tmp_path / "pix"),
                     "--steps", "6", "--picture-every", "4", "--save-every", "4", "--num-images", "2",
                     "--classes", "0,1", "--no-jit", "--tensorboard", str(tmp_path / "board")])
     header, rows = read_losses_csv(out / "losses.csv")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import SEED
 
-import dense_gamo_main as main_module
-import dense_net
-from dense_suppli import Imbalance, one_hot
+from gamo import backend, game, optim
+from gamo.data import Imbalance, one_hot
+from gamo.state import state_variable
 
 keras = pytest.importorskip("keras")
 ops = keras.ops
@@ -27,7 +27,7 @@ LR, BETA1, BETA2, EPSILON = np.float32(0.01), np.float32(0.5), np.float32(0.999)
 def eager_steps():
     """Run the compiled steps eagerly, so a test can see every update as it happens
     (TensorFlow; on JAX and PyTorch the games here are built with jit=False)."""
-    if dense_net.BACKEND != "tensorflow":
+    if backend.BACKEND != "tensorflow":
         yield
         return
     import tensorflow as tf
@@ -53,7 +53,7 @@ class Noted:
         return getattr(self.state, name)
 
 
-class NotedAdamStates(dense_net.AdamStates):
+class NotedAdamStates(optim.AdamStates):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.log = []
@@ -64,7 +64,7 @@ class NotedAdamStates(dense_net.AdamStates):
 
 def small_game(adam, **options):
     keras.utils.set_random_seed(SEED)
-    gamo = main_module.Gamo(FEATURES, Imbalance(COUNTS), latent_dim=LATENT, batch_size=BATCH, adam=adam,
+    gamo = game.Gamo(FEATURES, Imbalance(COUNTS), latent_dim=LATENT, batch_size=BATCH, adam=adam,
                             jit=False, **options)
     rng = np.random.default_rng(SEED)
     labels = np.repeat(np.arange(COUNTS.size), COUNTS)
@@ -135,18 +135,18 @@ def test_every_update_steps_one_counter_shared_by_all_states_as_keras_2_2_adam()
 
 
 def test_standard_adam_gives_each_state_its_own_count_with_keras_3_adam():
-    gamo, features, labels = small_game(dense_net.AdamStates(0.01, 0.5, shared_counter=False))
+    gamo, features, labels = small_game(optim.AdamStates(0.01, 0.5, shared_counter=False))
     with eager_steps():
         play(gamo, features, labels, batches=2)
     assert isinstance(gamo.opt_classifier, keras.optimizers.Adam)
-    assert all(isinstance(s, dense_net.FlatAdam) for s in gamo.opt_against.values())
+    assert all(isinstance(s, optim.FlatAdam) for s in gamo.opt_against.values())
     assert gamo.adam.variables == []
     assert [int(s.iterations.numpy()) for s in adam_states(gamo)] == [4, 4] + [2] * 6
 
 
 def squares_step(optimizer, variables):
     """One update of `variables` against the sum of their squared distances to a target."""
-    return lambda target: dense_net.update(
+    return lambda target: optim.update(
         optimizer, variables, lambda: sum(ops.sum(ops.square(v - target)) for v in variables))
 
 
@@ -156,14 +156,14 @@ def test_reference_adam_equals_keras_adam_on_one_state_of_its_own():
     starts = [rng.normal(size=shape).astype(np.float32) for shape in ((5, 3), (4,))]
     targets = rng.normal(size=5).astype(np.float32)
     results = []
-    for optimizer in (dense_net.ReferenceAdam(0.01, 0.5, dense_net.state_variable((), "t", dense_net.COUNTER_DTYPE)),
-                      dense_net.ReferenceAdam(0.01, 0.5, dense_net.state_variable((), "t", dense_net.COUNTER_DTYPE), flat=True),
+    for optimizer in (optim.ReferenceAdam(0.01, 0.5, state_variable((), "t", backend.COUNTER_DTYPE)),
+                      optim.ReferenceAdam(0.01, 0.5, state_variable((), "t", backend.COUNTER_DTYPE), flat=True),
                       keras.optimizers.Adam(0.01, beta_1=0.5)):
         variables = [keras.Variable(start) for start in starts]
         optimizer.build(variables)
-        counter = [optimizer.counter] if isinstance(optimizer, dense_net.ReferenceAdam) else []
+        counter = [optimizer.counter] if isinstance(optimizer, optim.ReferenceAdam) else []
         state = [*variables, *optimizer.variables, *counter]
-        step = dense_net.compile_function(squares_step(optimizer, variables), state, jit=False)
+        step = backend.compile_function(squares_step(optimizer, variables), state, jit=False)
         for target in targets:
             step(target)
         results.append([v.numpy() for v in variables])
@@ -194,7 +194,7 @@ def trunk_moments(trunk, noise, labels):
 def frozen_game_draws(reference_batchnorm, batches):
     """A game with learning rate 0 (weights fixed, statistics still updated) after
     `batches` batches, and every batch's generator draws."""
-    gamo, features, labels = small_game(dense_net.AdamStates(0.0, 0.5),
+    gamo, features, labels = small_game(optim.AdamStates(0.0, 0.5),
                                         reference_batchnorm=reference_batchnorm)
     with eager_steps():
         play(gamo, features, labels, batches)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import run_script
 
-import MNIST_process
-from MNIST_process import REFERENCE_TRAIN_COUNTS, SUBSET_TRAIN_COUNTS
+from gamo import prepare
+from gamo.prepare import REFERENCE_TRAIN_COUNTS, SUBSET_TRAIN_COUNTS
 
 SMALL = ["--counts", "12,8,6,5,4,3,3,2,2,1", "--train-pool", "15",
          "--test-per-class", "4", "--test-pool", "6"]
@@ -249,5 +249,5 @@ def test_header_row_is_skipped_with_a_note(tmp_path):
 
 
 def test_imbalance_tag_names_the_ratio():
-    assert MNIST_process.imbalance_tag(REFERENCE_TRAIN_COUNTS) == "100"
-    assert MNIST_process.imbalance_tag(SUBSET_TRAIN_COUNTS) == "100"
+    assert prepare.imbalance_tag(REFERENCE_TRAIN_COUNTS) == "100"
+    assert prepare.imbalance_tag(SUBSET_TRAIN_COUNTS) == "100"

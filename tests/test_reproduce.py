@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from conftest import DIGITS_TRAIN_COUNTS, ROOT, SEED, load_bench
 
-import dense_gamo_main as dense
-import dense_net
-from dense_suppli import InputError, read_labelled_csv, relabel_by_size, smote_balance
+from gamo import learner, nets
+from gamo.cli import dense
+from gamo.data import read_labelled_csv, relabel_by_size, smote_balance
+from gamo.errors import InputError
+from gamo.run import settings
 
 keras = pytest.importorskip("keras")
 
@@ -61,8 +63,8 @@ def test_baseline_update_trains_f_and_m_together_once_per_batch():
     keras.utils.set_random_seed(SEED)
     extractor = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
                                   keras.layers.Dense(6, activation="tanh")])
-    classifier = dense_net.build_classifier(6, 3)
-    alone = dense.ClassifierOnly(classifier, extractor, jit=False)
+    classifier = nets.build_classifier(6, 3)
+    alone = learner.ClassifierOnly(classifier, extractor, jit=False)
     before = [v.numpy().copy() for v in extractor.weights + classifier.weights]
     rng = np.random.default_rng(SEED)
     alone.train_on_batch(rng.normal(size=(5, 8, 8, 1)).astype(np.float32),
@@ -75,7 +77,7 @@ def test_baseline_update_trains_f_and_m_together_once_per_batch():
 def test_no_discriminator_is_refused_for_a_baseline():
     args = dense.build_parser().parse_args(["--classifier-only", "--no-discriminator"])
     with pytest.raises(InputError, match="applies to GAMO"):
-        dense.settings_from(args, dense.Settings)
+        settings.settings_from(args, dense.Settings)
 
 
 # ---------------------------------------------------------------- bench/reproduce.py

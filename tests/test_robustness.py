@@ -15,9 +15,12 @@ import numpy as np
 import pytest
 from conftest import ROOT, SEED
 
-import dense_gamo_main as dense
-import dense_suppli as suppli
-from dense_suppli import RECORD_KEYS, InputError
+from gamo.cli import dense
+from gamo.data import load_dataset
+from gamo.errors import InputError
+from gamo.run import checkpoint, folder
+from gamo.run.record import RECORD_KEYS
+from gamo.run.settings import comparable
 
 LONG_RUN = ["--steps", "400", "--eval-every", "20", "--save-every", "20"]
 
@@ -186,33 +189,33 @@ def test_unusable_output_folder_is_refused(tmp_path, digits_csvs):
 def test_a_class_with_a_single_point_is_allowed_with_a_warning(tmp_path, capsys):
     rows = np.column_stack([np.arange(40).reshape(10, 4), [0, 0, 0, 0, 0, 0, 1, 1, 1, 2]])
     write_rows(tmp_path / "train.csv", rows)
-    dataset = suppli.load_dataset(tmp_path / "train.csv", tmp_path / "train.csv", scale=False)
+    dataset = load_dataset(tmp_path / "train.csv", tmp_path / "train.csv", scale=False)
     assert dataset.imbalance.counts.tolist() == [1, 3, 6]
     assert "class 2 has a single training point" in capsys.readouterr().err
 
 
 def test_a_folder_holding_another_runs_outputs_is_refused(tmp_path):
-    import fashion_mnist_gamo_main as conv
+    from gamo.cli import fashion
 
     out = str(tmp_path / "fMnist_100_Gamo")
-    suppli.claim_output_dir(dense.Settings(out_dir=out))
-    suppli.claim_output_dir(dense.Settings(out_dir=out, resume=True))        # the same run again
+    folder.claim_output_dir(dense.Settings(out_dir=out))
+    folder.claim_output_dir(dense.Settings(out_dir=out, resume=True))        # the same run again
     with pytest.raises(InputError, match="holds the outputs of another run \\(image_shape = "):
-        suppli.claim_output_dir(conv.ConvSettings(out_dir=out))
+        folder.claim_output_dir(fashion.ConvSettings(out_dir=out))
     with pytest.raises(InputError, match="lr = 0.0002 there, 0.001 here"):
-        suppli.claim_output_dir(dense.Settings(out_dir=out, lr=0.001))
-    suppli.claim_output_dir(dense.Settings(out_dir=out, steps=400))     # --steps: the same run, longer
+        folder.claim_output_dir(dense.Settings(out_dir=out, lr=0.001))
+    folder.claim_output_dir(dense.Settings(out_dir=out, steps=400))     # --steps: the same run, longer
 
 
 def test_checkpoint_of_other_shapes_is_refused_before_anything_is_loaded(tmp_path):
     keras = pytest.importorskip("keras")
     settings = dense.Settings()
-    state = {"settings": suppli.comparable(settings)}
-    suppli.write_checkpoint(tmp_path, 2, {"a": np.ones(3, "float32"), "b": np.ones((2, 2), "float32")}, state, {})
+    state = {"settings": comparable(settings)}
+    checkpoint.write_checkpoint(tmp_path, 2, {"a": np.ones(3, "float32"), "b": np.ones((2, 2), "float32")}, state, {})
     mine = {"a": keras.Variable(np.zeros(3, "float32")), "b": keras.Variable(np.zeros(5, "float32"))}
     with pytest.raises(InputError, match=r"b is float32\[2, 2\] there, float32\[5\] here"):
-        suppli.read_checkpoint(tmp_path, settings, mine)
+        checkpoint.read_checkpoint(tmp_path, settings, mine)
     assert all(not np.asarray(v).any() for v in mine.values())
     mine["b"] = keras.Variable(np.zeros((2, 2), "float32"))
-    _, loaded_state, _ = suppli.read_checkpoint(tmp_path, settings, mine)
+    _, loaded_state, _ = checkpoint.read_checkpoint(tmp_path, settings, mine)
     assert loaded_state == state and all(np.asarray(v).all() for v in mine.values())

@@ -2,8 +2,8 @@
 
     from gamo import GamoClassifier, GamoSampler
 
-GamoClassifier plays GAMO's game (dense_gamo_main's Gamo and compiled step,
-the scripts' defaults) on any 2-D numeric X and any labels; its classifier M
+GamoClassifier plays GAMO's game (gamo.game's Gamo and compiled step, the
+scripts' defaults) on any 2-D numeric X and any labels; its classifier M
 predicts, and its generator draws new minority samples (`sample`).
 GamoSampler is an imbalanced-learn over-sampler: `fit_resample` trains GAMO on
 (X, y) and adds generated rows for every class its `sampling_strategy` asks
@@ -12,7 +12,7 @@ for, so it goes into an `imblearn.pipeline.Pipeline` like SMOTE.
 Classes are ordered by size as in the scripts (the smallest first); every
 class smaller than the largest gets an instance generation unit. Fitting seeds
 Keras, NumPy and Python as the scripts do (so that a seed gives the script's
-run) inside dense_net.global_random_state_kept(): the caller's global random
+run) inside gamo.seeding.global_random_state_kept(): the caller's global random
 generators are as they were once `fit` returns, as with scikit-learn's own
 estimators.
 """
@@ -33,21 +33,19 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from dense_suppli import (
-    Imbalance,
-    import_backend_quietly,
-    latest_losses,
-    one_hot,
-    progress_bar,
-    relabel_by_size,
-)
+from gamo import nets
+from gamo.backend import numpy_losses
+from gamo.data import Imbalance, one_hot, relabel_by_size
+from gamo.game import Gamo
+from gamo.learner import ClassifierOnly
+from gamo.optim import AdamStates
+from gamo.run.loop import Pass, batches
+from gamo.run.record import latest_losses
+from gamo.run.report import progress_bar
+from gamo.seeding import global_random_state_kept, set_random_seed
 
-import_backend_quietly()   # before Keras, which imports its backend
-
-import keras  # noqa: E402
-
-import dense_net  # noqa: E402
-from dense_gamo_main import ClassifierOnly, Gamo, Pass, batches  # noqa: E402
+# isort: split
+import keras
 
 PIXEL_CENTRE = 127.5
 
@@ -145,7 +143,7 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         The trained classifier M (softmax outputs, internal class order).
     generator_ : object or None
         The trained generator: the shared trunk and one IGU per minority class
-        (dense_gamo_main.Players); None when M was trained alone.
+        (gamo.game.Players); None when M was trained alone.
     loss_curve_ : dict of str to ndarray of shape (n_batches,)
         Every player's loss at every batch of the fit, by name: ``M_real`` and
         ``M_fake`` (M on the real and on the generated rows), ``D_real`` and
@@ -155,7 +153,7 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         here there are several players, and one value per batch.
     """
 
-    def __init__(self, *, steps=50000, epochs=None, batch_size=32, latent_dim=dense_net.LATENT_DIM,
+    def __init__(self, *, steps=50000, epochs=None, batch_size=32, latent_dim=nets.LATENT_DIM,
                  learning_rate=0.0002, beta_1=0.5, use_discriminator=True, classifier_only=False,
                  standard_adam=False, standard_batchnorm=False, scaling="standard", jit=True,
                  random_state=None, verbose=False):
@@ -186,7 +184,7 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         self.scaler_ = fitted_scaler(self.scaling, X)
         x = np.asarray(self.scaler_.transform(X), dtype=np.float32)
         seed = integer_seed(self.random_state)
-        with dense_net.global_random_state_kept():
+        with global_random_state_kept():
             learner, self.loss_curve_ = self._play(x, internal, seed)
         alone = isinstance(learner, ClassifierOnly)
         self.classifier_ = learner.classifier if alone else learner.players.classifier
@@ -200,13 +198,13 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         """The scripts' run without its files: seed, networks, one shuffle, the
         batches; returns the learner and its losses at every batch."""
         imbalance = Imbalance(np.bincount(labels))
-        dense_net.set_random_seed(seed)
-        adam = dense_net.AdamStates(self.learning_rate, self.beta_1, shared_counter=not self.standard_adam)
+        set_random_seed(seed)
+        adam = AdamStates(self.learning_rate, self.beta_1, shared_counter=not self.standard_adam)
         if self.classifier_only or imbalance.minority.size == 0:
             if not self.classifier_only:
                 warnings.warn("every class is as large as the largest: nothing to oversample; "
                               "training the classifier alone", UserWarning, stacklevel=3)
-            classifier = dense_net.build_classifier(x.shape[1], imbalance.num_classes, name="MLP")
+            classifier = nets.build_classifier(x.shape[1], imbalance.num_classes, name="MLP")
             learner = ClassifierOnly(classifier, adam=adam, jit=self.jit)
         else:
             learner = Gamo(x.shape[1], imbalance, self.latent_dim, self.batch_size, adam,
@@ -223,7 +221,7 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         passes = itertools.repeat(Pass(x, one_hot(labels, imbalance.num_classes), slices))
         curve = {name: [] for name in learner.loss_names()}
         for rows, onehot in batches(passes, 0, steps):
-            for name, value in dense_net.numpy_losses(learner.train_on_batch(rows, onehot, rng)).items():
+            for name, value in numpy_losses(learner.train_on_batch(rows, onehot, rng)).items():
                 curve[name].append(value)
             if progress is not None:
                 progress.set_postfix(latest_losses({name: values[-1] for name, values in curve.items()}),
@@ -297,7 +295,7 @@ class GamoSampler(BaseOverSampler):
     """
 
     def __init__(self, *, sampling_strategy="auto", random_state=None, steps=50000, epochs=None,
-                 batch_size=32, latent_dim=dense_net.LATENT_DIM, learning_rate=0.0002, beta_1=0.5,
+                 batch_size=32, latent_dim=nets.LATENT_DIM, learning_rate=0.0002, beta_1=0.5,
                  use_discriminator=True, standard_adam=False, standard_batchnorm=False, scaling="standard",
                  jit=True, verbose=False):
         super().__init__(sampling_strategy=sampling_strategy)

@@ -1,0 +1,216 @@
+"""The thin seam to the backend Keras runs on (KERAS_BACKEND: tensorflow, the
+default, jax or torch): what Keras 3 does not abstract.
+
+Taking gradients and compiling a function that updates variables. Everything
+else (networks, losses, the order of the updates, the Adam and BatchNorm
+arithmetic) is keras.ops on keras.Variables, written once. On JAX a compiled
+function is made pure: it runs inside a keras.StatelessScope that maps every
+state variable to a value passed in, and the values it leaves there are
+written back after the call.
+
+Importing this module starts the backend (quietly, in this project's scripts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from gamo.environment import import_backend_quietly, running_our_script
+
+import_backend_quietly()   # before Keras, which imports its backend
+
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
+BACKEND = keras.backend.backend()
+if BACKEND == "tensorflow":
+    import tensorflow as tf
+elif BACKEND == "jax":
+    import jax
+elif BACKEND == "torch":
+    import torch
+
+    # The steps' products are a few rows wide: one thread is 3 times faster than
+    # PyTorch's pool of one per core here (bench/README.md). Set for this
+    # project's scripts only, and only if OMP_NUM_THREADS does not say otherwise.
+    if running_our_script() and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+
+
+def value_and_gradients(loss_fn, variables):
+    """loss_fn() and its gradients with respect to `variables`. loss_fn may
+    return a dict of terms instead: their sum (in order) is differentiated and
+    the value is {"loss": sum, **terms}."""
+    if BACKEND == "tensorflow":
+        with tf.GradientTape() as tape:
+            value = loss_fn()
+            loss = total_loss(value)
+        return value_with_total(value, loss), tape.gradient(loss, variables)
+    if BACKEND == "torch":
+        value = loss_fn()
+        loss = total_loss(value)
+        gradients = list(torch.autograd.grad(loss, [v.value for v in variables]))
+        value = {name: term.detach() for name, term in value.items()} if isinstance(value, dict) else value
+        return value_with_total(value, loss.detach()), gradients
+    return _jax_value_and_gradients(loss_fn, variables)
+
+
+def total_loss(value):
+    """A loss, or the sum of a dict of loss terms."""
+    if not isinstance(value, dict):
+        return value
+    terms = list(value.values())
+    loss = terms[0]
+    for term in terms[1:]:
+        loss = loss + term
+    return loss
+
+
+def value_with_total(value, loss):
+    return {"loss": loss, **value} if isinstance(value, dict) else loss
+
+
+def _jax_value_and_gradients(loss_fn, variables):
+    """Inside a pure step: loss_fn of the variables' current values, differentiated;
+    what loss_fn assigns on the way (BatchNorm statistics) is kept in the step's scope."""
+    if not _JAX_SCOPES:
+        raise RuntimeError("on JAX, gradients are taken inside a compiled function (compile_function)")
+    outer = _JAX_SCOPES[-1]
+    keys = [id(v) for v in variables]
+
+    def loss_of(values):
+        inner = keras.StatelessScope()
+        inner.state_mapping = {**outer.state_mapping, **dict(zip(keys, values))}
+        with inner:
+            value = loss_fn()
+        assigned = {key: state for key, state in inner.state_mapping.items()
+                    if key not in keys and state is not outer.state_mapping.get(key)}
+        return total_loss(value), (assigned, value)
+
+    (loss, (assigned, value)), gradients = jax.value_and_grad(loss_of, has_aux=True)(
+        [outer.state_mapping[key] for key in keys])
+    outer.state_mapping.update(assigned)
+    return value_with_total(value, loss), gradients
+
+
+def without_gradient_tracking():
+    """Where variables are updated: PyTorch records no graph there."""
+    return torch.no_grad() if BACKEND == "torch" else contextlib.nullcontext()
+
+
+def compile_function(fn, variables, jit=True, signature=None, whole=True):
+    """fn(*arrays), compiled once for repeated calls; it may read and assign
+    `variables`, which must hold every variable it touches.
+
+    TensorFlow: a tf.function (traced once for `signature`, if given), under
+    XLA if jit and `whole` (not whole: its xla_cluster parts are); JAX: fn
+    made pure over the variables' values, under jax.jit if jit; PyTorch: fn
+    itself (eager), which measured faster than torch.compile here (bench/README.md).
+    """
+    if BACKEND == "tensorflow":
+        return tf.function(fn, jit_compile=jit if whole else None, input_signature=signature,
+                           reduce_retracing=signature is None)
+    if BACKEND == "jax":
+        return _JaxFunction(fn, variables, jit)
+    if jit and os.environ.get("GAMO_TORCH_COMPILE"):      # measured slower (bench/README.md)
+        return torch.compile(fn)
+    return fn
+
+
+def jit_for_convolutions(jit):
+    """Whether to compile a function of convolutions with XLA: not on TensorFlow,
+    whose graph-mode oneDNN kernels run the feature extractor's epoch 1.3-1.6
+    times and its features 2.4 times as fast as XLA's convolutions (bench/README.md)."""
+    return jit and BACKEND != "tensorflow"
+
+
+def xla_cluster(fn, jit=True):
+    """A part of a compiled TensorFlow function that XLA compiles as a whole
+    (the rest of it has shapes that vary); elsewhere the whole function is one."""
+    return tf.function(fn, jit_compile=jit) if BACKEND == "tensorflow" else fn
+
+
+_JAX_SCOPES = []     # the scopes of the pure functions being run, innermost last
+
+
+class _JaxFunction:
+    """fn over keras.Variables as a pure JAX function of their values."""
+
+    def __init__(self, fn, variables, jit):
+        self.fn, self.variables = fn, list(variables)
+        self.pure = jax.jit(self._pure) if jit else self._pure
+
+    def _pure(self, values, *args):
+        scope = keras.StatelessScope()
+        scope.state_mapping = {id(v): value for v, value in zip(self.variables, values)}
+        _JAX_SCOPES.append(scope)
+        try:
+            with scope:
+                outputs = self.fn(*args)
+        finally:
+            _JAX_SCOPES.pop()
+        return outputs, [scope.state_mapping[id(v)] for v in self.variables]
+
+    def __call__(self, *args):
+        outputs, values = self.pure([v.value for v in self.variables], *args)
+        for variable, value in zip(self.variables, values):
+            variable.assign(value)
+        return outputs
+
+
+def route_rows(code, labels, units, num_classes, width):
+    """Each row of `code` through the unit of its one-hot label (a zero row
+    where there is none): TensorFlow partitions the rows by label, outside
+    XLA since the parts' sizes vary; the other backends run every unit on every
+    row and keep each row's own, with static shapes that compile."""
+    if BACKEND == "tensorflow":
+        label_ids = tf.argmax(labels, axis=-1, output_type=tf.int32)
+        rows = tf.dynamic_partition(tf.range(tf.shape(code)[0]), label_ids, num_classes)
+        codes = tf.dynamic_partition(code, label_ids, num_classes)
+        return tf.dynamic_stitch(rows, [units[k](codes[k]) if k in units else
+                                        tf.zeros((tf.shape(codes[k])[0], width)) for k in range(num_classes)])
+    label_ids = ops.argmax(labels, axis=-1)
+    routed = ops.zeros((ops.shape(code)[0], width))
+    for k, unit in units.items():
+        routed = routed + ops.where(ops.expand_dims(label_ids == k, -1), unit(code), 0.0)
+    return routed
+
+
+# Step counters: JAX has 64-bit integers only when asked (jax_enable_x64); 32 bits
+# count 2^31 updates, far more than a run makes.
+COUNTER_DTYPE = "int32" if BACKEND == "jax" and not jax.config.jax_enable_x64 else "int64"
+
+
+def batch_spec(*shape):
+    """A float32 batch of any size (TensorFlow): a step is traced once (several
+    seconds) for the full batches and the shorter last one; XLA still compiles
+    each size. JAX traces each size; None elsewhere."""
+    return tf.TensorSpec((None, *shape), tf.float32) if BACKEND == "tensorflow" else None
+
+
+def tensor_spec(*shape):
+    return tf.TensorSpec(shape, tf.float32) if BACKEND == "tensorflow" else None
+
+
+def signature(*specs):
+    """An input signature for compile_function (TensorFlow only)."""
+    return list(specs) if BACKEND == "tensorflow" else None
+
+
+def inputs_and_targets_spec(model, num_classes):
+    """The signature of a step on (a batch of `model`'s inputs, one-hot targets)."""
+    return signature(batch_spec(*model.input_shape[1:]), batch_spec(num_classes))
+
+
+def as_tensors(*arrays):
+    return [ops.convert_to_tensor(array, dtype="float32") for array in arrays]
+
+
+def to_numpy(tensor):
+    return ops.convert_to_numpy(tensor)
+
+
+def numpy_losses(losses):
+    """A step's {name: loss tensor} as {name: NumPy value}, for the record."""
+    return {name: to_numpy(value) for name, value in losses.items()}

@@ -1,0 +1,143 @@
+"""GAMO on feature vectors (flattened images or any features): the command line
+of dense_gamo_main.py (the installed command gamo-dense).
+
+Each batch runs the reference's whole update sequence (gamo.game.Gamo) in ONE
+compiled step. `step` grows by 2 per batch, as in the reference: 50000 steps =
+25000 batches. --classifier-only and --smote train the paper's baselines
+instead: the classifier alone, one update per batch, on the imbalanced or the
+SMOTE-balanced set.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gamo.data import batch_slices, load_dataset, one_hot, training_rows
+from gamo.errors import InputError, run_cli
+from gamo.game import build_learner
+from gamo.images import square_side
+from gamo.nets import LATENT_DIM
+from gamo.run.folder import claim_output_dir
+from gamo.run.loop import Pass, Run, class_counts, evaluation, train
+from gamo.run.report import print_summary
+from gamo.run.settings import TrainingSettings, add_training_options, new_parser, settings_from
+from gamo.seeding import set_random_seed
+
+# Method -> (what it trains, the default output folder's suffix).
+METHODS = {
+    "gamo": ("GAMO", "Gamo"),
+    "gamo-nodis": ("GAMO without D", "GamoNoDis"),
+    "baseline": ("the classifier alone", "Baseline"),
+    "smote": ("the classifier alone on the SMOTE-balanced set", "Smote"),
+}
+
+
+@dataclass
+class Settings(TrainingSettings):
+    """Everything a GAMO run depends on; saved beside its results."""
+
+    train: str = "Mnist_100_trainData.csv"
+    test: str = "Mnist_100_testData.csv"
+    latent_dim: int = LATENT_DIM
+    eval_every: int = 500
+    no_discriminator: bool = False
+    classifier_only: bool = False     # the baseline: M alone (with F in the conv script)
+    smote: bool = False               # the SMOTE baseline: M alone on a SMOTE-balanced set
+    standard_batchnorm: bool = False  # Keras 3's moving average in the trunk (not the reference's)
+
+    @property
+    def method(self):
+        """gamo, gamo-nodis, baseline or smote."""
+        if self.smote or self.classifier_only:
+            return "smote" if self.smote else "baseline"
+        return "gamo-nodis" if self.no_discriminator else "gamo"
+
+    @property
+    def is_baseline(self):
+        return self.method in ("baseline", "smote")
+
+    def positive_integers(self):
+        return (*super().positive_integers(), "latent_dim", "eval_every")
+
+    def data_files(self):
+        return ("train", "test")
+
+    def uncompared(self):
+        """--steps too: a finished run continues to more steps with --resume."""
+        return (*super().uncompared(), "steps")
+
+    def validate(self):
+        super().validate()
+        for name in ("steps", "eval_every", "save_every"):    # step grows by 2 per batch
+            if getattr(self, name) % 2:
+                raise InputError(f"--{name.replace('_', '-')}: must be even (step grows by 2 per batch, as "
+                                 f"in the reference), got {getattr(self, name)}")
+        if self.no_discriminator and self.is_baseline:
+            raise InputError("--no-discriminator: applies to GAMO, not to --classifier-only or --smote")
+        if not self.out_dir:
+            stem = Path(self.train).name.removesuffix(".csv").removesuffix("_trainData")
+            self.out_dir = f"{stem}_{METHODS[self.method][1]}"
+
+
+def add_game_options(parser, defaults):
+    """Options of the dense and the convolutional GAMO scripts."""
+    add_training_options(
+        parser, defaults, train_help="training CSV: features, then the label as the last column",
+        out_dir_help="output folder (default: the training file's prefix + '_Gamo', e.g. Mnist_100_Gamo; "
+                     "'_GamoNoDis', '_Baseline', '_Smote' for those)",
+        steps_help="max_step; step grows by 2 per batch, as in the reference",
+        save_help="save the models (and a checkpoint) when step %% N == 0")
+    parser.add_argument("--test", default=defaults.test, help="test CSV, same layout")
+    parser.add_argument("--latent-dim", type=int, default=defaults.latent_dim,
+                        help="size of the generator's noise input")
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every,
+                        help="evaluate (and draw a picture) when step %% N == 0")
+    parser.add_argument("--no-discriminator", action="store_true",
+                        help="the paper's GAMO-without-D ablation: D is neither trained nor "
+                             "used in the generator's loss")
+    parser.add_argument("--classifier-only", action="store_true",
+                        help="the paper's baseline: no GAMO, the classifier alone on the imbalanced "
+                             "set, one update per batch for steps / 2 batches")
+    parser.add_argument("--smote", action="store_true",
+                        help="the SMOTE baseline: the training set balanced with imbalanced-learn's "
+                             "SMOTE, then the classifier alone as with --classifier-only")
+    parser.add_argument("--standard-batchnorm", action="store_true",
+                        help="Keras 3's single moving average of the trunk's BatchNorm statistics "
+                             "instead of the reference's (Keras 2.2: each composite model its own "
+                             "zero-debiased average, with n / (n - 1 - epsilon) on the variance)")
+
+
+def build_parser():
+    parser = new_parser("Train GAMO (Generative Adversarial Minority Oversampling) on feature "
+                        "vectors; defaults are the reference's.")
+    add_game_options(parser, Settings())
+    return parser
+
+
+def main(argv=None, after_batch=None):
+    settings = settings_from(build_parser().parse_args(argv), Settings)
+    dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale)
+    claim_output_dir(settings)
+    set_random_seed(settings.seed)
+    learner = build_learner(settings, dataset.x_train.shape[1], dataset.imbalance)
+    rng = np.random.default_rng(settings.seed)
+    x, y = training_rows(dataset, rng, settings.seed if settings.smote else None, settings.train)
+    print_summary(settings, dataset, y, METHODS[settings.method][0])
+    if not settings.is_baseline:
+        learner.players.set_class_points(x, y)
+    run = Run(settings, learner, evaluation(learner, dataset), rng, class_counts(dataset, y),
+              pictures=None if settings.is_baseline else learner.players.sample_grid,
+              image_side=square_side(dataset.x_train.shape[1]))
+    if settings.resume:
+        run.resume()
+    return train(run, itertools.repeat(Pass(x, one_hot(y, learner.num_classes),
+                                            batch_slices(len(y), settings.batch_size))), after_batch)
+
+
+def cli():
+    """The installed command (pyproject.toml's [project.scripts])."""
+    run_cli(main)

@@ -1,0 +1,92 @@
+"""Convolutional GAMO's command line: fashion_mnist_gamo_main.py (the installed
+command gamo-fashion-mnist); the learner is gamo.feature_game.FeatureGamo.
+
+As in the reference, the run stops inside the pass as soon as step reaches
+--steps: a default run ends at exactly step 50000, in its 89th round.
+The baselines (--classifier-only, --smote) train F and M together instead, one
+update per batch, and stop after steps / 2 batches.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from gamo.environment import prefer_onednn
+
+prefer_onednn()   # read when TensorFlow is imported, below
+
+from gamo import nets  # noqa: E402
+from gamo.cli.dense import METHODS, Settings, add_game_options  # noqa: E402
+from gamo.data import batch_slices, load_dataset, one_hot, training_rows  # noqa: E402
+from gamo.errors import run_cli  # noqa: E402
+from gamo.feature_game import FeatureGamo  # noqa: E402
+from gamo.game import build_learner  # noqa: E402
+from gamo.images import image_shape_for, parse_image_shape, to_images  # noqa: E402
+from gamo.run.folder import claim_output_dir  # noqa: E402
+from gamo.run.loop import Pass, Run, class_counts, evaluation, train  # noqa: E402
+from gamo.run.report import print_summary  # noqa: E402
+from gamo.run.settings import new_parser, settings_from  # noqa: E402
+from gamo.seeding import set_random_seed  # noqa: E402
+
+
+@dataclass
+class ConvSettings(Settings):
+    train: str = "fMnist_100_trainData.csv"
+    test: str = "fMnist_100_testData.csv"
+    image_shape: tuple | None = None
+    num_features: int = nets.NUM_FEATURES
+
+    def positive_integers(self):
+        return (*super().positive_integers(), "num_features")
+
+
+def build_parser():
+    parser = new_parser("Train convolutional GAMO: a feature extractor learned with the classifier, "
+                        "and GAMO in its feature space; defaults are the reference's.")
+    defaults = ConvSettings()
+    add_game_options(parser, defaults)
+    parser.add_argument("--image-shape", type=parse_image_shape, default=None,
+                        help="HxW or HxWxC of the flat rows (default: square, one channel)")
+    parser.add_argument("--num-features", type=int, default=defaults.num_features,
+                        help="size of F's feature vectors")
+    return parser
+
+
+def main(argv=None):
+    settings = settings_from(build_parser().parse_args(argv), ConvSettings)
+    dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale,
+                           missing_hint="fMNIST_process.py")
+    settings.image_shape = image_shape_for(dataset.x_train.shape[1], settings.image_shape, settings.train)
+    claim_output_dir(settings)
+    set_random_seed(settings.seed)
+    extractor = nets.build_feature_extractor(settings.image_shape, settings.num_features)
+    if settings.is_baseline:
+        learner = build_learner(settings, settings.num_features, dataset.imbalance, extractor=extractor)
+    else:
+        learner = FeatureGamo(extractor, build_learner(settings, settings.num_features, dataset.imbalance),
+                              settings.batch_size, jit=settings.jit)
+    rng = np.random.default_rng(settings.seed)
+    x, y = training_rows(dataset, rng, settings.seed if settings.smote else None, settings.train)
+    print_summary(settings, dataset, y, METHODS[settings.method][0], more=(
+        f"images {'x'.join(map(str, settings.image_shape))} -> {settings.num_features} features"))
+    images, test_images = to_images(x, settings.image_shape), to_images(dataset.x_test, settings.image_shape)
+    onehot, slices = one_hot(y, learner.num_classes), batch_slices(len(y), settings.batch_size)
+    if settings.is_baseline:
+        evaluate = evaluation(learner, dataset, lambda rows: to_images(rows, settings.image_shape))
+    else:
+        evaluate = learner.evaluation(images, y, test_images, dataset.y_test)
+    run = Run(settings, learner, evaluate, rng, class_counts(dataset, y))
+    if settings.resume:
+        run.resume()
+    if settings.is_baseline:
+        return train(run, itertools.repeat(Pass(images, onehot, slices)))
+    return train(run, learner.rounds(images, y, onehot, slices, rng,
+                                     resumed_mid_pass=(run.step // 2) % len(slices) != 0))
+
+
+def cli():
+    """The installed command (pyproject.toml's [project.scripts])."""
+    run_cli(main)

@@ -1,0 +1,220 @@
+"""Data: reading the prepared CSV files, relabelling classes by size, the
+imbalance, the SMOTE baseline's balancing, batches. Plain NumPy (no framework)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gamo.errors import InputError, one_line
+
+
+def _looks_numeric(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def read_numeric_csv(path, expected_columns=None):
+    """Read a comma-separated table of numbers; skip one header row, with a note.
+
+    Raises InputError naming the file for a missing file, a file that is not
+    UTF-8 text, an empty file, non-numeric cells, rows of different lengths or
+    NaN / infinite values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror or one_line(error)})") from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text (byte {error.start})") from None
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), None)
+    if first is None:
+        raise InputError(f"{path}: file is empty")
+    skip = 0
+    if not any(_looks_numeric(cell) for cell in first.strip().split(",")):
+        # A row with no number at all is a header; a row with some bad cells
+        # is data, and the parser below names the bad cell.
+        print(f"note: {path}: skipping header row", file=sys.stderr)
+        skip = lines.index(first) + 1
+    rows = [line for line in lines[skip:] if line.strip()]
+    if not rows:
+        raise InputError(f"{path}: no data rows")
+    try:
+        table = np.loadtxt(rows, delimiter=",", ndmin=2, dtype=np.float64, comments=None)
+    except ValueError as error:
+        reason = one_line(error)
+        if "could not convert" in reason:
+            reason = "non-numeric cell: " + reason
+        raise InputError(f"{path}: {reason}") from None
+    if expected_columns is not None and table.shape[1] != expected_columns:
+        raise InputError(
+            f"{path}: expected {expected_columns} columns, found {table.shape[1]}")
+    if not np.isfinite(table).all():
+        row = int(np.argwhere(~np.isfinite(table))[0][0]) + 1 + skip
+        raise InputError(f"{path}: NaN or infinite value in row {row}")
+    return table
+
+
+def integer_labels(values, path, allowed=None):
+    """Check that a label column holds integers (within `allowed`, if given)."""
+    if not np.array_equal(values, np.round(values)):
+        raise InputError(f"{path}: labels must be integers")
+    if np.abs(values).max() >= 2 ** 31:
+        raise InputError(f"{path}: label {values[np.argmax(np.abs(values))]:g} out of range")
+    labels = values.astype(np.int64)
+    if allowed is not None:
+        bad = labels[~np.isin(labels, allowed)]
+        if bad.size:
+            raise InputError(
+                f"{path}: label {bad[0]} outside {min(allowed)}-{max(allowed)}")
+    return labels
+
+
+def read_labelled_csv(path):
+    """Read a prepared file: all columns but the last are features, the last the label."""
+    table = read_numeric_csv(path)
+    if table.shape[1] < 2:
+        raise InputError(f"{path}: need at least one feature column and a label column")
+    return table[:, :-1].astype(np.float32), integer_labels(table[:, -1], path)
+
+
+def scale_pixels(x):
+    """Map pixel values 0..255 to [-1, 1]."""
+    return ((np.asarray(x, dtype=np.float32) - 127.5) / 127.5).astype(np.float32)
+
+
+def relabel_by_size(train_labels, test_labels, train_path="train", test_path="test"):
+    """Renumber classes by training count, ascending (stable): 0 is the smallest.
+
+    Returns (new train labels, new test labels, original label of each new class).
+    """
+    classes, counts = np.unique(train_labels, return_counts=True)
+    if classes.size < 2:
+        raise InputError(f"{train_path}: need at least 2 classes, found {classes.size}")
+    unseen = np.setdiff1d(np.unique(test_labels), classes)
+    if unseen.size:
+        raise InputError(f"{test_path}: label {unseen[0]} does not occur in {train_path}")
+    order = classes[np.argsort(counts, kind="stable")]
+    mapping = {int(old): new for new, old in enumerate(order)}
+    remap = np.vectorize(mapping.__getitem__, otypes=[np.int64])
+    return remap(train_labels), remap(test_labels), order
+
+
+@dataclass(frozen=True)
+class Imbalance:
+    """Per-class counts of a relabelled training set and what balancing needs."""
+
+    counts: np.ndarray
+
+    @property
+    def num_classes(self):
+        return self.counts.size
+
+    @property
+    def ratios(self):
+        return self.counts.max() / self.counts
+
+    @property
+    def minority(self):
+        """The imbalanced classes (ir > 1), in label order."""
+        return np.flatnonzero(self.ratios > 1)
+
+    @property
+    def to_balance(self):
+        return self.counts.max() - self.counts
+
+    @property
+    def fake_label_probabilities(self):
+        """Probability of each class in a fake batch: proportional to to_balance."""
+        return self.to_balance / self.to_balance.sum()
+
+
+def imbalance_of(labels, num_classes=None, path="train"):
+    counts = np.bincount(labels, minlength=num_classes or 0)
+    imbalance = Imbalance(counts)
+    if imbalance.minority.size == 0:
+        raise InputError(f"{path}: No imbalanced classes found")
+    return imbalance
+
+
+def sample_fake_labels(rng, imbalance, size):
+    """Draw `size` fake labels among the minority classes, one-hot with c columns."""
+    labels = rng.choice(imbalance.num_classes, size=size, p=imbalance.fake_label_probabilities)
+    return one_hot(labels, imbalance.num_classes)
+
+
+def smote_balance(features, labels, seed, path="train"):
+    """The SMOTE baseline's training set: every class grown to the majority's count
+    with imbalanced-learn's SMOTE (the original rows first, then the synthetic ones)."""
+    from imblearn.over_sampling import SMOTE
+
+    smallest = int(np.bincount(labels)[np.unique(labels)].min())
+    if smallest < 2:
+        raise InputError(f"{path}: SMOTE needs at least 2 training rows in every class, "
+                         f"the smallest class has {smallest}")
+    smote = SMOTE(k_neighbors=min(5, smallest - 1), random_state=seed)
+    balanced, balanced_labels = smote.fit_resample(features, labels)
+    return balanced.astype(np.float32), np.asarray(balanced_labels, dtype=np.int64)
+
+
+def one_hot(labels, num_classes):
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def batch_slices(num_rows, batch_size):
+    """Consecutive slices of the (already shuffled) set; the last may be shorter."""
+    return [slice(start, min(start + batch_size, num_rows))
+            for start in range(0, num_rows, batch_size)]
+
+
+@dataclass
+class Dataset:
+    """A relabelled train/test pair: class 0 is the smallest, c-1 the largest."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    imbalance: Imbalance
+    original_labels: np.ndarray     # original label of each new class
+
+
+def load_dataset(train_path, test_path, scale=True, missing_hint="MNIST_process.py"):
+    """The relabelled, scaled train and test sets; test_path None: no test set (empty)."""
+    for path in filter(None, (train_path, test_path)):
+        if not Path(path).is_file():
+            raise InputError(f"{path}: file not found; run 'python {missing_hint}' to "
+                             "prepare it, or pass --train/--test")
+    x_train, y_train = read_labelled_csv(train_path)
+    x_test, y_test = read_labelled_csv(test_path) if test_path else (x_train[:0], y_train[:0])
+    if x_train.shape[1] != x_test.shape[1]:
+        raise InputError(f"{test_path}: {x_test.shape[1]} features, but {train_path} "
+                         f"has {x_train.shape[1]}")
+    y_train, y_test, original = relabel_by_size(y_train, y_test, train_path, test_path)
+    imbalance = imbalance_of(y_train, path=train_path)
+    for k in np.flatnonzero(imbalance.counts == 1):
+        print(f"warning: {train_path}: class {original[k]} has a single training point; every "
+              "sample generated for it is that point", file=sys.stderr)
+    if scale:
+        x_train, x_test = scale_pixels(x_train), scale_pixels(x_test)
+    return Dataset(x_train, y_train, x_test, y_test, imbalance, original)
+
+
+def training_rows(dataset, rng, smote_seed=None, path="train"):
+    """The rows a run trains on: SMOTE-balanced if smote_seed is given, then
+    shuffled once with the run's generator, as the reference shuffles once."""
+    x, y = dataset.x_train, dataset.y_train
+    if smote_seed is not None:
+        x, y = smote_balance(x, y, smote_seed, path)
+    order = rng.permutation(len(y))
+    return x[order], y[order]

@@ -1,0 +1,85 @@
+"""Which Keras backend a process will use, and starting it quietly: nothing here
+imports Keras or a backend, so it can be asked before they start.
+
+Also the backend settings that this project's scripts choose for themselves
+(never for a program that imports gamo): TensorFlow's start-up lines muted,
+oneDNN for the convolutional scripts, one PyTorch thread (gamo.backend).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def keras_backend_name():
+    """The backend Keras will run on, as Keras chooses it (KERAS_BACKEND, then
+    ~/.keras/keras.json, then TensorFlow), without importing Keras."""
+    if "KERAS_BACKEND" in os.environ:
+        return os.environ["KERAS_BACKEND"]
+    config = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "keras.json"
+    try:
+        return json.loads(config.read_text()).get("backend", "tensorflow")
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
+def import_backend_quietly():
+    """Import TensorFlow quietly when it is Keras' backend (JAX and PyTorch
+    start quietly)."""
+    return import_tensorflow_quietly() if keras_backend_name() == "tensorflow" else None
+
+
+# The project's folder (its scripts and bench/ live there, when run from a clone).
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+# The commands `pip install` makes (pyproject.toml's [project.scripts]).
+COMMANDS = ("gamo-dense", "gamo-fashion-mnist", "gamo2pix", "gamo-mnist-process", "gamo-fmnist-process")
+
+
+def running_our_script():
+    """True when the process is one of this project's scripts, benchmarks or
+    installed commands (not a user's program that imports gamo, nor a test runner)."""
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main is None:
+        return False
+    return Path(main).resolve().parent in (PROJECT_DIR, PROJECT_DIR / "bench") or Path(main).name in COMMANDS
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow; in this project's scripts, let it probe for devices with
+    file descriptor 2 muted.
+
+    Its C++ start-up lines (CUDA probing, absl notices) ignore
+    TF_CPP_MIN_LOG_LEVEL; muting them keeps errors to one line. Python
+    exceptions still propagate normally. Imported from another program (`import
+    gamo`), nothing of the process is changed: TensorFlow starts as it would.
+    """
+    if "tensorflow" in sys.modules or not running_our_script():
+        import tensorflow as tf
+
+        return tf
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tf
+
+
+def prefer_onednn():
+    """In this project's scripts, TensorFlow's oneDNN kernels unless TF_ENABLE_ONEDNN_OPTS
+    says otherwise: they run the feature extractor F fastest (gamo.backend.jit_for_convolutions);
+    TensorFlow turns them on by itself only on some CPUs. Call before TensorFlow is imported."""
+    if running_our_script():
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

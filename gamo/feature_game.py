@@ -1,0 +1,103 @@
+"""Convolutional GAMO: oversampling in a feature space learned end to end.
+
+Each round of the original's outer loop:
+  (a) one epoch of F+M over the training set (batch 32, reshuffled every epoch)
+      that updates the feature extractor F only (M stays fixed);
+  (b) the features of the whole training set, computed with the updated F;
+  (c) one pass of the dense game over the batches on those features, with the
+      IGUs combining them (gamo.game's compiled step, unchanged).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from gamo.backend import compile_function, inputs_and_targets_spec, jit_for_convolutions, to_numpy
+from gamo.data import batch_slices
+from gamo.learner import Learner
+from gamo.metrics import scores
+from gamo.optim import mse, update
+from gamo.run.loop import Pass
+from gamo.state import merged_names, named_model_variables, named_optimizer_variables
+
+
+class FeatureGamo(Learner):
+    """GAMO in the feature space of an extractor F that learns through the fixed
+    classifier M (the reference's F+M model), round after round."""
+
+    def __init__(self, extractor, gamo, batch_size, jit=True):
+        self.extractor, self.gamo, self.batch_size = extractor, gamo, batch_size
+        self.num_classes = gamo.num_classes
+        classifier = gamo.players.classifier
+        # The reference compiles F+M with the same Adam object as the game's models:
+        # with its shared step counter (the default), F+M's updates advance it too.
+        self.optimizer = gamo.adam.new(extractor.trainable_variables)
+        self.compiled_feature_step = compile_function(
+            lambda images, targets: update(self.optimizer, extractor.trainable_variables, lambda: mse(
+                targets, classifier(extractor(images, training=True), training=False))),
+            self.state_variables(), jit_for_convolutions(jit),
+            signature=inputs_and_targets_spec(extractor, self.num_classes))
+        self.compiled_features = compile_function(lambda images: extractor(images, training=False),
+                                                  extractor.variables, jit_for_convolutions(jit))
+        self.train_features = None
+        self.epoch_losses = []      # F+M's losses of the last epoch, reported with the next batch
+
+    def epoch(self, images, onehot, rng):
+        """(a) One F+M pass in a fresh random order, as Keras' fit(shuffle=True) does."""
+        order = rng.permutation(len(images))
+        for rows in batch_slices(len(images), self.batch_size):
+            chosen = order[rows]
+            self.epoch_losses.append(self.compiled_feature_step(images[chosen], onehot[chosen]))
+
+    def features(self, images, chunk=1024):
+        return np.concatenate([to_numpy(self.compiled_features(images[start:start + chunk]))
+                               for start in range(0, len(images), chunk)])
+
+    def rounds(self, images, labels, onehot, slices, rng, resumed_mid_pass=False):
+        """Passes for the training loop: each round's F+M epoch (skipped by a run
+        resumed inside a pass, whose F is already trained), (b) the training
+        features with the new F for the IGUs, then (c) the game's pass on them."""
+        for round_number in itertools.count():
+            if round_number > 0 or not resumed_mid_pass:
+                self.epoch(images, onehot, rng)
+            self.train_features = self.features(images)
+            self.gamo.players.set_class_points(self.train_features, labels)
+            yield Pass(self.train_features, onehot, slices)
+
+    def evaluation(self, train_images, train_labels, test_images, test_labels):
+        """F does not change during a pass: the round's training features are current."""
+        def evaluate():
+            if self.train_features is None:       # resumed at the very end: no pass played
+                self.train_features = self.features(train_images)
+            c = self.num_classes
+            return (scores(train_labels, self.gamo.predict_labels(self.train_features), c),
+                    scores(test_labels, self.gamo.predict_labels(self.features(test_images)), c))
+        return evaluate
+
+    # ------------------------------------------------------------ the Learner interface
+    def train_on_batch(self, x, y_onehot, rng):
+        """The game's batch; the first batch of a pass also reports its epoch's F+M losses."""
+        losses = self.gamo.train_on_batch(x, y_onehot, rng)
+        if self.epoch_losses:
+            losses = {"FM": np.array([to_numpy(loss) for loss in self.epoch_losses]), **losses}
+            self.epoch_losses = []
+        return losses
+
+    def loss_names(self):
+        return ("FM", *self.gamo.loss_names())
+
+    def predict_batch(self, images):
+        return self.gamo.predict_batch(self.compiled_features(images))
+
+    def classifier_updates(self):
+        return self.gamo.classifier_updates()
+
+    def models(self):
+        return {"Conv": self.extractor, **self.gamo.models()}
+
+    def named_state(self):
+        return merged_names(
+            named_model_variables("Conv", self.extractor),
+            named_optimizer_variables("adam_Conv", self.optimizer), self.gamo.named_state())

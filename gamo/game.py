@@ -1,0 +1,243 @@
+"""GAMO's three-player game on feature vectors: the players, the random draws
+of a batch, and the whole update sequence of a batch in one compiled step."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from gamo import nets
+from gamo.backend import (
+    as_tensors,
+    batch_spec,
+    compile_function,
+    route_rows,
+    signature,
+    tensor_spec,
+    xla_cluster,
+)
+from gamo.data import one_hot, sample_fake_labels
+from gamo.layers import CallSiteStatistics, statistics_of_call_site
+from gamo.learner import ClassifierOnly, Learner
+from gamo.optim import AdamStates, labels_of, mse, update
+from gamo.state import merged_names, named_model_variables, named_optimizer_variables
+
+# isort: split
+import keras
+
+
+class BatchDraws(NamedTuple):
+    """The random draws of one batch (rows b, minority classes m, g rows each)."""
+
+    real_targets: np.ndarray    # (b, 1): D's targets for the real batch, 1 - U(0, 0.1)
+    fake_labels: np.ndarray     # (b, c): one-hot, drawn in proportion to to_balance
+    fake_noise: np.ndarray      # (b, latent): N(0, 1)
+    fake_targets: np.ndarray    # (b, 1): D's targets for the fake batch, U(0, 0.1)
+    class_noise: np.ndarray     # (m, g, latent): one draw per class, used by both its updates
+    class_labels: np.ndarray    # (m, g, c): one-hot k
+
+
+class Players:
+    """GAMO's networks: classifier M, discriminator D, the generator's trunk (the
+    paper's cTMU) and an IGU per minority class, with the trunk's moving
+    statistics kept per call site as the reference does (QUIRK, see
+    gamo.layers.CallSiteStatistics) unless reference_batchnorm is False."""
+
+    def __init__(self, num_features, imbalance, latent_dim, reference_batchnorm, use_discriminator):
+        self.num_classes = c = imbalance.num_classes
+        self.num_features, self.latent_dim = num_features, latent_dim
+        self.use_discriminator = use_discriminator
+        self.minority = [int(k) for k in imbalance.minority]
+        self.classifier = nets.build_classifier(num_features, c, name="MLP")
+        self.discriminator = nets.build_discriminator(num_features, c, name="DIS")
+        self.trunk = nets.build_generator_trunk(latent_dim, c, name="GEN")
+        code_dim = self.trunk.output.shape[-1]
+        self.igus = {k: nets.build_igu(code_dim, int(imbalance.counts[k]), num_features,
+                                            name=f"GenP_{k}") for k in self.minority}
+        opponents = ("M", "D") if use_discriminator else ("M",)
+        self.trunk_sites = {(opponent, k): CallSiteStatistics(self.trunk, f"G_{opponent}_{k}")
+                            for k in self.minority for opponent in opponents} if reference_batchnorm else {}
+
+    def generator_variables(self, k):
+        return self.trunk.trainable_variables + self.igus[k].trainable_variables
+
+    def generated(self, k, noise, labels, training):
+        """Samples of class k from noise: the trunk, then IGU_k's convex combination."""
+        return self.igus[k](self.trunk([noise, labels], training=training), training=training)
+
+    def set_class_points(self, features, labels):
+        """Give every IGU its class's points, in the order of the training set."""
+        for k, igu in self.igus.items():
+            nets.set_class_points(igu, features[labels == k])
+
+    def fake_batch(self, noise, labels):
+        """Each row through the IGU of its label only; trunk in inference mode."""
+        noise, labels = as_tensors(noise, labels)
+        code = self.trunk([noise, labels], training=False)
+        units = {k: (lambda codes, igu=igu: igu(codes, training=False)) for k, igu in self.igus.items()}
+        return route_rows(code, labels, units, self.num_classes, self.num_features)
+
+    def sample_grid(self, rng, per_class=3):
+        """per_class samples of every minority class (trunk in inference mode), one row each."""
+        return np.stack([keras.ops.convert_to_numpy(self.generated(
+            k, rng.standard_normal((per_class, self.latent_dim)).astype(np.float32),
+            one_hot(np.full(per_class, k), self.num_classes), training=False)) for k in self.minority])
+
+    def models(self):
+        """Name prefix -> model, as the reference saves them (no D when it is not used)."""
+        named = {"GEN": self.trunk, "MLP": self.classifier}
+        if self.use_discriminator:
+            named["DIS"] = self.discriminator
+        return {**named, **{f"GenP_{k}": igu for k, igu in self.igus.items()}}
+
+    def named_state(self):
+        models = {"GEN": self.trunk, "MLP": self.classifier, "DIS": self.discriminator,   # D even if unused
+                  **{f"GenP_{k}": igu for k, igu in self.igus.items()}}
+        return merged_names(
+            *(named_model_variables(prefix, model) for prefix, model in models.items()),
+            {f"trunk_sites/{v.name}": v for site in self.trunk_sites.values() for v in site.variables})
+
+
+class Gamo(Learner):
+    """The three players, their Adam states and one compiled step per batch.
+
+    The step, in the original code's order, on a batch
+    of b real rows:
+      1. M learns the real batch (targets: one-hot labels).
+      2. D learns to call the real batch real (targets 1 - U(0, 0.1)).
+      3. A fake batch: b labels drawn among the minority classes in proportion to
+         what each lacks; each row from the trunk (inference mode) and its IGU.
+      4. M learns the fake batch's labels.
+      5. D learns to call the fake batch fake (targets U(0, 0.1)).
+      6. For each minority class k, ceil(b / c) rows of one noise draw: the trunk
+         and IGU_k learn to make M misclassify them (target: every class but
+         k), then to make D call them real (target 1); M and D stay fixed, the
+         trunk runs in training mode.
+    On TensorFlow, steps 1-2 and 4-6 are XLA clusters and step 3, whose shapes
+    vary per batch, runs between them; on JAX the whole step is one XLA program.
+    """
+
+    def __init__(self, num_features, imbalance, latent_dim=nets.LATENT_DIM, batch_size=32,
+                 adam=None, reference_batchnorm=True, use_discriminator=True, jit=True):
+        self.imbalance, self.num_classes, self.latent_dim = imbalance, imbalance.num_classes, latent_dim
+        self.use_discriminator = use_discriminator
+        self.rows_per_class = math.ceil(batch_size / self.num_classes)   # 4 for 32 and 10
+        p = self.players = Players(num_features, imbalance, latent_dim, reference_batchnorm,
+                                   use_discriminator)
+        self.minority = p.minority
+        # One Adam state per compiled model of the reference: M, D, and for every
+        # minority class G+IGU_k+M and G+IGU_k+D (flat: many small variables).
+        self.adam = adam or AdamStates(0.0002, 0.5)
+        self.opt_classifier = self.adam.new(p.classifier.trainable_variables)
+        self.opt_discriminator = self.adam.new(p.discriminator.trainable_variables)
+        self.opt_against = {(o, k): self.adam.new(p.generator_variables(k), flat=True)
+                            for k in self.minority for o in ("M", "D")}
+        c, draws = self.num_classes, (len(self.minority), self.rows_per_class)
+        self.compiled_real_updates = xla_cluster(self.real_updates, jit)
+        self.compiled_fake_updates = xla_cluster(self.fake_and_generator_updates, jit)
+        step_signature = signature(   # one trace for any batch size (TensorFlow)
+            batch_spec(num_features), batch_spec(c), batch_spec(1), batch_spec(c), batch_spec(latent_dim),
+            batch_spec(1), tensor_spec(*draws, latent_dim), tensor_spec(*draws, c))
+        self.compiled_step = compile_function(self.step, self.state_variables(), jit, step_signature,
+                                              whole=False)
+        self.compiled_predict = compile_function(labels_of(p.classifier), p.classifier.variables, jit)
+
+    def draw(self, rng, rows):
+        """The batch's random draws, from the run's seeded NumPy generator."""
+        c, g = self.num_classes, self.rows_per_class
+        return BatchDraws(
+            real_targets=(1 - rng.uniform(0, 0.1, (rows, 1))).astype(np.float32),
+            fake_labels=sample_fake_labels(rng, self.imbalance, rows),
+            fake_noise=rng.standard_normal((rows, self.latent_dim)).astype(np.float32),
+            fake_targets=rng.uniform(0, 0.1, (rows, 1)).astype(np.float32),
+            class_noise=rng.standard_normal((len(self.minority), g, self.latent_dim)).astype(np.float32),
+            class_labels=np.stack([one_hot(np.full(g, k), c) for k in self.minority]))
+
+    def train_on_batch(self, x, y_onehot, rng):
+        return self.compiled_step(x, y_onehot, *self.draw(rng, len(x)))
+
+    def loss_names(self):
+        """M and D on the real batch, then on the fake batch, then each class's generator."""
+        with_d = self.use_discriminator
+        return ("M_real", *("D_real",) * with_d, "M_fake", *("D_fake",) * with_d,
+                *(f"G_{opponent}_{k}" for k in self.minority for opponent in ("M", "D")[:1 + with_d]))
+
+    def step(self, x, y, real_targets, fake_labels, fake_noise, fake_targets, class_noise, class_labels):
+        losses = self.compiled_real_updates(x, y, real_targets)
+        # 3. Oversample: a fake batch of convex combinations of minority points.
+        fake = self.players.fake_batch(fake_noise, fake_labels)
+        return {**losses, **self.compiled_fake_updates(fake, fake_labels, fake_targets, class_noise,
+                                                       class_labels)}
+
+    def real_updates(self, x, y, real_targets):
+        # 1. Classifier: learn the real batch's labels.
+        losses = {"M_real": self.classifier_update(x, y)}
+        # 2. Discriminator: call the real batch real.
+        if self.use_discriminator:
+            losses["D_real"] = self.discriminator_update(x, y, real_targets)
+        return losses
+
+    def fake_and_generator_updates(self, fake, fake_labels, fake_targets, class_noise, class_labels):
+        # 4. Classifier: learn the generated samples as their minority classes.
+        losses = {"M_fake": self.classifier_update(fake, fake_labels)}
+        # 5. Discriminator: call the generated samples fake.
+        if self.use_discriminator:
+            losses["D_fake"] = self.discriminator_update(fake, fake_labels, fake_targets)
+        # 6. Generator, class by class: samples M misclassifies, and D takes for real.
+        for index, k in enumerate(self.minority):
+            losses.update(self.generator_updates(k, class_noise[index], class_labels[index]))
+        return losses
+
+    def classifier_update(self, x, targets):
+        x, targets, M = *as_tensors(x, targets), self.players.classifier
+        return update(self.opt_classifier, M.trainable_variables, lambda: mse(targets, M(x, training=True)))
+
+    def discriminator_update(self, x, labels, targets):
+        x, labels, targets, D = *as_tensors(x, labels, targets), self.players.discriminator
+        return update(self.opt_discriminator, D.trainable_variables,
+                      lambda: mse(targets, D([x, labels], training=True)))
+
+    def generator_updates(self, k, noise, labels):
+        """Train the trunk and IGU_k, M and D fixed: make M misclassify, then D accept."""
+        noise, labels = as_tensors(noise, labels)
+        p, losses = self.players, {}
+        objectives = {"M": lambda: mse(1 - labels, p.classifier(p.generated(k, noise, labels, True),
+                                                                training=False)),
+                      "D": lambda: mse(1.0, p.discriminator([p.generated(k, noise, labels, True), labels],
+                                                            training=False))}
+        for opponent in ("M", "D") if self.use_discriminator else ("M",):
+            with statistics_of_call_site(p.trunk, p.trunk_sites.get((opponent, k))):
+                losses[f"G_{opponent}_{k}"] = update(self.opt_against[opponent, k],
+                                                     p.generator_variables(k), objectives[opponent])
+        return losses
+
+    # ------------------------------------------------------------ the Learner interface
+    def predict_batch(self, x):
+        return self.compiled_predict(x)
+
+    def classifier_updates(self):
+        return int(self.opt_classifier.iterations.numpy())
+
+    def models(self):
+        return self.players.models()
+
+    def named_state(self):
+        states = {"adam_M": self.opt_classifier, "adam_D": self.opt_discriminator,
+                  **{f"adam_G_{o}_{k}": state for (o, k), state in self.opt_against.items()}}
+        return merged_names(
+            self.players.named_state(),
+            *(named_optimizer_variables(name, state) for name, state in states.items()),
+            self.adam.named_variables())
+
+
+def build_learner(settings, num_features, imbalance, extractor=None):
+    """GAMO, or the classifier alone for the baselines (--classifier-only, --smote)."""
+    adam = AdamStates(settings.lr, settings.beta1, shared_counter=not settings.standard_adam)
+    if settings.is_baseline:
+        classifier = nets.build_classifier(num_features, imbalance.num_classes, name="MLP")
+        return ClassifierOnly(classifier, extractor, adam, settings.jit)
+    return Gamo(num_features, imbalance, settings.latent_dim, settings.batch_size, adam,
+                reference_batchnorm=not settings.standard_batchnorm,
+                use_discriminator=not settings.no_discriminator, jit=settings.jit)

@@ -1,0 +1,102 @@
+"""What the training loop needs of whatever learns, and the simplest learner:
+the paper's baseline, the classifier alone."""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from gamo.backend import compile_function, inputs_and_targets_spec, jit_for_convolutions, to_numpy
+from gamo.optim import AdamStates, mse, update
+from gamo.state import merged_names, named_model_variables, named_optimizer_variables
+
+# isort: split
+import keras
+
+
+class Learner(abc.ABC):
+    """What the training loop and Run need of whatever learns."""
+
+    num_classes: int
+
+    @abc.abstractmethod
+    def train_on_batch(self, x, y_onehot, rng):
+        """One batch's updates; random draws come from `rng`. Returns the
+        batch's {loss name: value} (tensors) for the names of loss_names()."""
+
+    @abc.abstractmethod
+    def loss_names(self):
+        """The names of the losses train_on_batch returns, in the record's order."""
+
+    @abc.abstractmethod
+    def predict_batch(self, x):
+        """The classifier's labels for a batch (a compiled function)."""
+
+    @abc.abstractmethod
+    def classifier_updates(self):
+        """How many updates the classifier's optimiser has applied."""
+
+    @abc.abstractmethod
+    def models(self):
+        """Name prefix -> model, as the reference saves them."""
+
+    @abc.abstractmethod
+    def named_state(self):
+        """{stable name: variable} of everything a checkpoint keeps: weights,
+        optimiser and other states; the names are the checkpoint's keys."""
+
+    def state_variables(self):
+        return list(self.named_state().values())
+
+    def predict_labels(self, x, chunk=4096):
+        return np.concatenate([to_numpy(self.predict_batch(x[start:start + chunk]))
+                               for start in range(0, len(x), chunk)])
+
+
+class ClassifierOnly(Learner):
+    """The paper's baseline: the classifier alone, one update per batch on the real
+    batch (GAMO's classifier without the game). With an `extractor` (the
+    convolutional case) F and M learn together, F feeding M."""
+
+    def __init__(self, classifier, extractor=None, adam=None, jit=True):
+        self.classifier, self.extractor = classifier, extractor
+        self.num_classes = classifier.output.shape[-1]
+        self.adam = adam or AdamStates(0.0002, 0.5)
+        self.networks = [m for m in (extractor, classifier) if m is not None]
+        self.trainable = [v for m in self.networks for v in m.trainable_variables]
+        self.opt_classifier = self.adam.new(self.trainable)
+        jit = jit if extractor is None else jit_for_convolutions(jit)
+        self.compiled_step = compile_function(self.step, self.state_variables(), jit, signature=(
+            inputs_and_targets_spec(extractor or classifier, self.num_classes)))
+        self.compiled_predict = compile_function(
+            lambda x: keras.ops.argmax(self.outputs(x, training=False), axis=-1),
+            [v for m in self.networks for v in m.variables], jit)
+
+    def outputs(self, x, training):
+        features = self.extractor(x, training=training) if self.extractor is not None else x
+        return self.classifier(features, training=training)
+
+    def step(self, x, targets):
+        return {"M_real": update(self.opt_classifier, self.trainable,
+                                 lambda: mse(targets, self.outputs(x, training=True)))}
+
+    def train_on_batch(self, x, y_onehot, rng):
+        return self.compiled_step(x, y_onehot)
+
+    def loss_names(self):
+        return ("M_real",)
+
+    def predict_batch(self, x):
+        return self.compiled_predict(x)
+
+    def classifier_updates(self):
+        return int(self.opt_classifier.iterations.numpy())
+
+    def models(self):
+        return {**({"Conv": self.extractor} if self.extractor is not None else {}), "MLP": self.classifier}
+
+    def named_state(self):
+        return merged_names(
+            *(named_model_variables(name, model) for name, model in self.models().items()),
+            named_optimizer_variables("adam_M", self.opt_classifier), self.adam.named_variables())

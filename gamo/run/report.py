@@ -1,0 +1,67 @@
+"""What a run tells people while it trains: the summary before it, a progress
+bar, TensorBoard scalars, and the versions it ran with."""
+
+from __future__ import annotations
+
+import atexit
+import sys
+
+import numpy as np
+
+from gamo.environment import keras_backend_name
+from gamo.errors import InputError, one_line
+
+
+def print_summary(settings, dataset, train_labels, method, more=None):
+    """The run's seed, data, classes, method and output folder, before training."""
+    counts = dataset.imbalance.counts
+    print(f"seed {settings.seed}; {len(dataset.y_train)} training rows, {len(dataset.y_test)} test "
+          f"rows, {dataset.x_train.shape[1]} features, {counts.size} classes")
+    print("classes by size (new label: original label x count): "
+          + ", ".join(f"{k}: {o} x {n}" for k, (o, n) in enumerate(zip(dataset.original_labels, counts))))
+    if len(train_labels) != len(dataset.y_train):
+        print(f"SMOTE: {len(train_labels)} training rows, {np.bincount(train_labels).tolist()} per class")
+    if more:
+        print(more)
+    print(f"method: {method}; minority classes: {dataset.imbalance.minority.tolist()}; "
+          f"output folder {settings.out_dir}; Keras backend {keras_backend_name()}")
+
+
+def progress_bar(total, done=0):
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="batch", dynamic_ncols=True, mininterval=1.0)
+    bar.update(done)
+    return bar
+
+
+class ScalarWriter:
+    """Scalars as TensorBoard event files, written with tensorboardX: pure Python,
+    so a JAX or PyTorch run does not load TensorFlow (whose tf.summary also
+    needs the tensorboard package) just to log; TensorBoard reads its files."""
+
+    def __init__(self, log_dir):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise InputError("--tensorboard: needs the tensorboardX package (pip install tensorboardX, "
+                             "or this project's [tensorboard] extra)") from None
+        try:
+            self.writer = SummaryWriter(str(log_dir), flush_secs=30)
+        except OSError as error:
+            raise InputError(f"--tensorboard {log_dir}: cannot write there: {one_line(error)}") from None
+        atexit.register(self.close)     # its queue is written out on close only; whatever ends the run
+
+    def write(self, step, scalars):
+        for name, value in scalars.items():
+            if np.isfinite(value):
+                self.writer.add_scalar(name, float(value), step)
+
+    def close(self):
+        self.writer.close()      # a second close does nothing
+
+
+def library_versions():
+    """Versions of the numerical libraries this process has loaded."""
+    return {name: sys.modules[name].__version__ for name in ("tensorflow", "jax", "torch", "keras", "numpy")
+            if name in sys.modules}
