@@ -23,10 +23,9 @@ from gamo.images import class_titles, parse_names, to_images
 from gamo.layers import ConvexCombination
 from gamo.optim import AdamStates
 from gamo.pictures import save_image_grid, save_overview, write_pngs
-from gamo.run.checkpoint import read_checkpoint, write_checkpoint
-from gamo.run.record import LossMeans, latest_losses, save_loss_table
-from gamo.run.report import ScalarWriter, progress_bar
-from gamo.run.settings import comparable
+from gamo.run.base import RunBase
+from gamo.run.record import save_loss_table
+from gamo.run.report import progress_bar
 from gamo.run.stop import checkpointed_stop
 from gamo.seeding import set_random_seed
 from gamo.state import merged_names
@@ -102,76 +101,101 @@ def gamo_features(models, k, count, rng):
     return keras.ops.convert_to_numpy(models.igus[k](code, training=False))
 
 
-class PixRun:
-    """The classes one after another, with checkpoints: at every save period
-    the VAE in training (weights, Adam state, sampling seed), the step, the
-    random generator, the run's Adam counter and the finished classes' images.
-    after_step(run), if given, is called after every step (monitoring)."""
+class PixRun(RunBase):
+    """The classes one after another, on the run machinery every script shares
+    (gamo.run.base): at every save period a checkpoint of the run's Adam counter,
+    the VAE of every class that has trained (weights, Adam state, sampling seed),
+    the steps each has done, the random generator and the finished classes'
+    images. A run resumed with more --steps trains every class on from where it
+    stopped, class after class. after_step(run), if given, is called after
+    every step (monitoring)."""
 
     def __init__(self, settings, dataset, models, classes, image_shape, after_step=None):
-        self.settings, self.dataset, self.models = settings, dataset, models
+        self.dataset, self.models = dataset, models
         self.classes, self.image_shape, self.after_step = classes, image_shape, after_step
-        self.out_dir = Path(settings.out_dir)
         self.rng = np.random.default_rng(settings.seed)
+        super().__init__(settings, VAE_LOSSES, [self.rng])
         self.adam = AdamStates(settings.lr, settings.beta1, shared_counter=not settings.standard_adam)
-        self.position, self.step = 0, 0       # where the run stands: class index, its step
+        self.done = {k: 0 for k in classes}   # steps each class's VAE has trained
+        self.vaes = {}                        # class -> its VAE, once it has trained
         self.finished = {}                    # class -> (generated images, real images)
-        self.resumed_vae = None
-        self.losses = LossMeans(VAE_LOSSES)
+        self.current = None                   # the class in training
         self.loss_rows = np.zeros((0, 2 + len(VAE_LOSSES)))   # class, step, then the means since the last row
-        self.board = ScalarWriter(settings.tensorboard) if settings.tensorboard else None
 
-    def named_state(self, vae=None):
-        """The run's Adam counter, and the VAE in training if any."""
-        return merged_names(self.adam.named_variables(),
-                                      named_vae_state(vae) if vae is not None else {})
+    @property
+    def step(self):
+        """The step of the class in training."""
+        return self.done.get(self.current, 0)
 
-    def checkpoint_root(self):
-        return self.out_dir / "checkpoints"
+    def batches_done(self):
+        return sum(self.done.values())
 
-    def save_checkpoint(self, vae=None):
-        state = {"settings": comparable(self.settings), "position": self.position,
-                 "step": self.step, "rng": self.rng.bit_generator.state}
+    def named_state(self, vaes=None, prefix=True):
+        """The run's Adam counter and every VAE that has trained, each under its class."""
+        vaes = self.vaes if vaes is None else vaes
+        return merged_names(self.adam.named_variables(), *(
+            named_vae_state(vae, f"class_{k}/" if prefix else "") for k, vae in vaes.items()))
+
+    def save_checkpoint(self):
         arrays = {f"{kind}_{k}": images for k, pair in self.finished.items()
                   for kind, images in zip(("generated", "real"), pair)}
-        arrays.update(loss_rows=self.loss_rows, **self.losses.state())
-        number = self.position * self.settings.steps + self.step
-        write_checkpoint(self.checkpoint_root(), number, self.named_state(vae), state, arrays)
+        done = {str(k): n for k, n in self.done.items()}
+        self.write_state(self.batches_done(), self.named_state(), {"done": done},
+                         {**arrays, "loss_rows": self.loss_rows})
+
+    def stored_generators(self, state):
+        return state["generators"] if "generators" in state else [state["rng"]]    # first format: "rng"
 
     def resume(self):
         """Continue from the newest usable checkpoint: between two classes, or
-        inside one, whose VAE it restores."""
+        inside one, whose VAE it restores with every other that has trained."""
         built = {}
 
         def variables_for(state):
-            position, step = state["position"], state["step"]
-            if step == 0:
-                return self.named_state()
-            built[position] = self.new_vae(self.classes[position])
-            return self.named_state(built[position])
+            done, in_training = self.stored_progress(state)
+            built.clear()
+            if "done" in state:
+                built.update({k: self.new_vae(k) for k in self.classes if done[k] > 0})
+                return self.named_state(built)
+            # The first format keeps the VAE in training only, under names without a class.
+            built.update({k: self.new_vae(k) for k in in_training})
+            return self.named_state(built, prefix=False)
 
-        folder, state, arrays = read_checkpoint(self.checkpoint_root(), self.settings, variables_for,
-                                                self.check_checkpoint)
-        self.position, self.step = state["position"], state["step"]
-        self.rng.bit_generator.state = state["rng"]
-        self.finished = {k: (arrays[f"generated_{k}"], arrays[f"real_{k}"])
-                         for k in self.classes[:self.position]}
-        self.resumed_vae = built.get(self.position) if self.step else None
+        folder, state, arrays = self.read_state(variables_for, self.check_checkpoint)
+        self.done, _ = self.stored_progress(state)
+        self.vaes = built
+        self.finished = {k: (arrays[f"generated_{k}"], arrays[f"real_{k}"]) for k in self.classes
+                         if f"generated_{k}" in arrays}
         if "loss_rows" in arrays:       # a checkpoint written before losses were recorded has none
             self.loss_rows = arrays["loss_rows"]
-            self.losses.restore(arrays)
-        print(f"resumed from {folder}: {self.position} of {len(self.classes)} classes done, "
-              f"{self.step} steps into the next")
+        print(f"resumed from {folder}: " + ", ".join(f"class {k} {n} steps" for k, n in self.done.items()))
+
+    def stored_progress(self, state):
+        """({class: steps done}, classes whose VAE only the first format keeps) of a checkpoint."""
+        if "done" in state:
+            return {k: int(state["done"][str(k)]) for k in self.classes}, ()
+        position, step, steps = state["position"], state["step"], state["settings"]["steps"]
+        if not (isinstance(position, int) and 0 <= position <= len(self.classes) and isinstance(step, int)
+                and 0 <= step <= steps and (step == 0 or position < len(self.classes))):
+            raise ValueError(f"class {position!r}, step {step!r} are not a place in this run")
+        done = {k: steps if index < position else step if index == position else 0
+                for index, k in enumerate(self.classes)}
+        if self.settings.steps != steps:
+            raise InputError(f"{self.checkpoint_root}: written before GAMO2pix kept every class's VAE; it "
+                             f"resumes with --steps {steps} only")
+        return done, tuple(k for k in self.classes[position:position + 1] if step > 0)
 
     def check_checkpoint(self, state, arrays):
         """Raise ValueError, KeyError or TypeError if a checkpoint does not fit this run."""
-        position, step = state["position"], state["step"]
-        if not (isinstance(position, int) and 0 <= position <= len(self.classes) and isinstance(step, int)
-                and 0 <= step <= self.settings.steps and (step == 0 or position < len(self.classes))):
-            raise ValueError(f"class {position!r}, step {step!r} are not a place in this run")
-        np.random.default_rng().bit_generator.state = state["rng"]
-        for k in self.classes[:position]:
-            if arrays[f"generated_{k}"].ndim != 4 or arrays[f"real_{k}"].ndim != 4:
+        done, _ = self.stored_progress(state)
+        for k, n in done.items():
+            if isinstance(n, bool) or not 0 <= n:
+                raise ValueError(f"class {k}: {n!r} steps are not a place in this run")
+            if n > self.settings.steps:
+                raise InputError(f"{self.checkpoint_root}: class {k} has trained {n} steps, past --steps "
+                                 f"{self.settings.steps}; give --steps {n} or more to continue it")
+            stored = [arrays[f"{kind}_{k}"] for kind in ("generated", "real") if f"generated_{k}" in arrays]
+            if any(images.ndim != 4 for images in stored):
                 raise ValueError(f"the images of class {k} are not images")
 
     def new_vae(self, k):
@@ -181,76 +205,75 @@ class PixRun:
                         seed=self.settings.seed + k, adam=self.adam)
 
     def stopped(self):
-        if self.board is not None:
-            self.board.close()
-        return (f"stopped in class {self.classes[self.position]} at step {self.step}: checkpoint in "
-                f"{self.checkpoint_root()}/; continue with the same command and --resume")
+        self.close_board()
+        return (f"stopped in class {self.current} at step {self.step}: checkpoint in "
+                f"{self.checkpoint_root}/; continue with the same command and --resume")
+
+    def to_train(self):
+        """The classes with steps to go or images to make, in order."""
+        return [k for k in self.classes if self.done[k] < self.settings.steps or k not in self.finished]
 
     def play(self):
         """Every class not finished yet; then the overview picture."""
         s = self.settings
-        progress = progress_bar(s.steps * len(self.classes), done=self.position * s.steps + self.step)
+        progress = progress_bar(s.steps * len(self.classes), done=self.batches_done())
         with checkpointed_stop(self.stopped) as stop:
-            for k in self.classes[self.position:]:
+            for k in self.to_train():
                 images = to_images(self.dataset.x_train[self.dataset.y_train == k], self.image_shape)
                 features = self.models.extractor.predict(images, batch_size=1024, verbose=0)  # F frozen
                 progress.set_description(f"class {k}")
+                self.current = k
                 self.train_class(k, images, features, stop, progress)
         progress.close()
-        if self.board is not None:
-            self.board.close()
+        self.close_board()
         save_overview(self.out_dir / "overview.png", [self.finished[k][0] for k in self.classes],
                       [self.finished[k][1] for k in self.classes],
                       class_titles(self.dataset, self.classes, parse_names(s.names)),
                       self.image_shape, s.as_stored)
 
     def train_class(self, k, images, features, stop, progress):
-        """Train class k's VAE; write its pictures, models and generated images."""
+        """Train class k's VAE on to --steps; write its pictures, models and generated images."""
         s = self.settings
-        vae = self.resumed_vae or self.new_vae(k)
-        self.resumed_vae = None
+        vae = self.vaes.get(k) or self.new_vae(k)
+        self.vaes[k] = vae
         pictures, model_dir = self.out_dir / f"Pictures_{k}", self.out_dir / f"models_{k}"
         slices = batch_slices(len(images), s.batch_size)
-        while self.step < s.steps:
-            for rows in slices[self.step % len(slices):]:
-                self.add_losses(k, numpy_losses(vae.compiled_step(features[rows], images[rows])), progress)
+        drawn = self.done[k] if k in self.finished else None    # trained longer: that step is drawn
+        while self.done[k] < s.steps:
+            for rows in slices[self.done[k] % len(slices):]:
+                losses = numpy_losses(vae.compiled_step(features[rows], images[rows]))
+                self.add_losses(losses, self.done[k], progress, where=f"class {k}, ")
                 progress.update(1)
-                if self.step % s.picture_every == 0:
-                    save_class_pictures(vae, k, images, features, self.models, pictures, self.step, self.rng)
+                step = self.done[k]
+                if step % s.picture_every == 0 and step != drawn:
+                    save_class_pictures(vae, k, images, features, self.models, pictures, step, self.rng)
                     self.record_losses(k)
-                save_now = self.step % s.save_every == 0 and self.step != 0
+                save_now = self.done[k] % s.save_every == 0 and self.done[k] != 0
                 if save_now:
-                    save_vae(vae, model_dir, self.step)
-                self.step += 1
+                    save_vae(vae, model_dir, self.done[k])
+                self.done[k] += 1
                 if self.after_step is not None:
                     self.after_step(self)
                 if save_now or stop.signum:
-                    self.save_checkpoint(vae)
+                    self.save_checkpoint()
                 stop.raise_if_asked()
-                if self.step >= s.steps:
+                if self.done[k] >= s.steps:
                     break
-        save_class_pictures(vae, k, images, features, self.models, pictures, self.step, self.rng)
+        save_class_pictures(vae, k, images, features, self.models, pictures, self.done[k], self.rng)
         self.record_losses(k)
-        save_vae(vae, model_dir, self.step)
+        save_vae(vae, model_dir, self.done[k])
         generated = vae.images_from(gamo_features(self.models, k, s.num_images, self.rng))
         write_pngs(self.out_dir / f"generated_{k}", generated)
         self.finished[k] = (generated, images[self.rng.permutation(len(images))])
-        self.position, self.step = self.position + 1, 0
+        self.current = None
         self.save_checkpoint()
-
-
-    def add_losses(self, k, losses, progress):
-        self.losses.add(losses, self.step, self.checkpoint_root(), where=f"class {k}, ")
-        progress.set_postfix(latest_losses(self.losses.latest), refresh=False)
 
     def record_losses(self, k):
         """A row of losses.csv: the means of the VAE's losses since the previous row."""
         means = self.losses.take()
-        self.loss_rows = np.vstack([self.loss_rows, [k, self.step, *means.values()]])
+        self.loss_rows = np.vstack([self.loss_rows, [k, self.done[k], *means.values()]])
         save_loss_table(self.out_dir / "losses.csv", ["class", "step"], VAE_LOSSES, self.loss_rows)
-        if self.board is not None:
-            self.board.write(self.position * self.settings.steps + self.step,
-                             {f"class_{k}/{name}": mean for name, mean in means.items()})
+        self.write_scalars(self.batches_done(), {f"class_{k}/{name}": mean for name, mean in means.items()})
 
 
 def save_class_pictures(vae, k, images, features, models, folder, step, rng):

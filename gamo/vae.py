@@ -85,13 +85,14 @@ class ClassVae:
         return keras.ops.convert_to_numpy(self(features)[0])
 
 
-def named_vae_state(vae):
-    """{stable name: variable} of a VAE in training: weights, Adam state, sampling seed."""
+def named_vae_state(vae, prefix=""):
+    """{stable name: variable} of a VAE in training: weights, Adam state, sampling seed,
+    each name after `prefix` (a class's "class_<k>/")."""
     return merged_names(
-        named_model_variables("encoder", vae.encoder),
-        named_model_variables("decoder", vae.decoder),
-        named_optimizer_variables("adam_vae", vae.optimizer),
-        {"sampling/seed": vae.sampling.seed_generator.state})
+        named_model_variables(f"{prefix}encoder", vae.encoder),
+        named_model_variables(f"{prefix}decoder", vae.decoder),
+        named_optimizer_variables(f"{prefix}adam_vae", vae.optimizer),
+        {f"{prefix}sampling/seed": vae.sampling.seed_generator.state})
 
 
 def vae_state_variables(vae):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import SEED, run_script
 
-from gamo import gamo2pix, layers, pictures, vae
+from gamo import errors, gamo2pix, layers, pictures, vae
 from gamo.backend import total_loss
 from gamo.cli import gamo2pix as gamo2pix_cli
 from gamo.data import load_dataset
@@ -117,7 +117,7 @@ def test_interrupted_run_resumes_to_the_same_images(conv_run, digits_csvs, tmp_p
                          "--classes", "0,2", "--no-jit", *extra], after_step=after_step)
 
     def interrupt_in_class_2(pix_run):
-        if pix_run.classes[pix_run.position] == 2 and pix_run.step == 7:
+        if pix_run.current == 2 and pix_run.step == 7:
             os.kill(os.getpid(), signal.SIGINT)       # noted; the step ends, then a checkpoint
 
     run(tmp_path / "whole")
@@ -167,3 +167,33 @@ def test_each_class_vae_starts_with_fresh_moments_on_the_runs_one_step_counter()
     second.compiled_step(features, images)
     assert int(adam.counter.numpy()) == 4
     assert int(first.optimizer.iterations.numpy()) == 3 and int(second.optimizer.iterations.numpy()) == 1
+
+
+@pytest.mark.slow
+def test_a_finished_run_trains_longer_with_resume_and_more_steps(conv_run, digits_csvs, tmp_path):
+    """--resume --steps N continues every class's VAE from its last step (weights and
+    Adam state kept in the checkpoint), class after class, and redraws its outputs."""
+    import json
+
+    out = tmp_path / "longer"
+
+    def run(steps, *extra):
+        return gamo2pix_cli.main(["--train", str(digits_csvs[0]), "--gamo-dir", str(conv_run), "--out-dir", str(out),
+                                  "--steps", str(steps), "--picture-every", "3", "--save-every", "4",
+                                  "--num-images", "4", "--classes", "0,2", "--no-jit", *extra])
+
+    run(6)
+    first = {k: sorted((out / f"generated_{k}").iterdir())[0].read_bytes() for k in (0, 2)}
+    run(9, "--resume")
+    state = json.loads(max((out / "checkpoints").iterdir(), key=lambda p: int(p.name[5:])).joinpath(
+        "state.json").read_text())
+    assert state["done"] == {"0": 9, "2": 9}
+    for k in (0, 2):
+        assert {"Train_6.png", "Train_9.png"} <= {p.name for p in (out / f"Pictures_{k}").iterdir()}
+        assert (out / f"models_{k}" / "decoder_9.keras").is_file()
+        assert sorted((out / f"generated_{k}").iterdir())[0].read_bytes() != first[k]
+    rows = np.loadtxt(out / "losses.csv", delimiter=",", skiprows=1)
+    assert [tuple(row[:2]) for row in rows] == [(0, 0), (0, 3), (0, 6), (2, 0), (2, 3), (2, 6),
+                                                (0, 9), (2, 9)]
+    with pytest.raises(errors.InputError, match="past --steps 6; give --steps 9 or more"):
+        run(6, "--resume")

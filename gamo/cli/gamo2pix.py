@@ -11,10 +11,10 @@ import numpy as np
 
 from gamo.data import load_dataset
 from gamo.errors import InputError, run_cli
-from gamo.files import prepare_output_dir, save_json
+from gamo.files import save_json
 from gamo.gamo2pix import PixRun, load_gamo_models, newest_models_folder
 from gamo.images import FASHION_MNIST_NAMES, add_picture_options
-from gamo.run.folder import lock_output_dir
+from gamo.run.folder import claim_output_dir
 from gamo.run.settings import TrainingSettings, add_training_options, comparable, new_parser, settings_from
 from gamo.seeding import set_random_seed
 
@@ -38,8 +38,9 @@ class PixSettings(TrainingSettings):
         return (*super().positive_integers(), "picture_every", "num_images")
 
     def uncompared(self):
-        """How overview.png is drawn, too: a finished run redraws it with --resume."""
-        return (*super().uncompared(), "as_stored", "names")
+        """How overview.png is drawn, too: a finished run redraws it with --resume; and
+        --steps: a run continues to more steps with --resume."""
+        return (*super().uncompared(), "as_stored", "names", "steps")
 
 
 def parse_classes(text):
@@ -89,15 +90,15 @@ def main(argv=None, after_step=None):
     if int(np.prod(image_shape)) != dataset.x_train.shape[1]:
         raise InputError(f"{settings.train}: {dataset.x_train.shape[1]} features, but "
                          f"{folder}'s F takes images of shape {image_shape}")
-    out_dir = prepare_output_dir(settings.out_dir)
-    lock_output_dir(out_dir)
+    out_dir = claim_output_dir(settings)
     set_random_seed(settings.seed)
     print(f"models from {folder}; classes {classes}; seed {settings.seed}; output folder {out_dir}")
     run = PixRun(settings, dataset, models, classes, image_shape, after_step)
     if settings.resume:
         run.resume()
     run.play()
-    save_json(out_dir / "settings.json", {**comparable(settings), "models": str(folder)})
+    save_json(out_dir / "settings.json", {**comparable(settings), "models_folder": str(folder),
+                                          "status": "finished", "wall_time_s": run.wall_time()})
     print(f"wrote {out_dir}/Pictures_<k>/, models_<k>/, generated_<k>/ and {out_dir}/overview.png")
     return out_dir
 

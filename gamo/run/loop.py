@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -18,15 +16,15 @@ from gamo.files import atomic_path, save_json, save_npz
 from gamo.layers import with_stock_layers
 from gamo.metrics import scores
 from gamo.pictures import save_image_grid, save_learning_curve
-from gamo.run.checkpoint import generator_states, read_checkpoint, restore_generators, write_checkpoint
-from gamo.run.record import LossMeans, Record, latest_losses, save_losses_csv
-from gamo.run.report import ScalarWriter, library_versions, progress_bar
+from gamo.run.base import RunBase
+from gamo.run.record import Record, save_losses_csv
+from gamo.run.report import library_versions, progress_bar
 from gamo.run.settings import comparable
 from gamo.run.stop import checkpointed_stop
 
 
-class Run:
-    """What a run keeps around the learner: its step, random generators and record,
+class Run(RunBase):
+    """What a GAMO run keeps around the learner: its step, random generators and record,
     the evaluations, pictures, saved models, checkpoints and result files.
 
     `evaluate()` returns (train Scores, test Scores); `pictures` (a function of a
@@ -35,27 +33,18 @@ class Run:
     """
 
     def __init__(self, settings, learner, evaluate, rng, facts=None, pictures=None, image_side=None):
-        self.settings, self.learner, self.evaluate, self.rng = settings, learner, evaluate, rng
+        self.learner, self.evaluate, self.rng = learner, evaluate, rng
         self.facts, self.pictures, self.image_side = facts or {}, pictures, image_side
-        self.out_dir = Path(settings.out_dir)
         self.step = 0
         self.picture_rng = np.random.default_rng([settings.seed, 1])
+        super().__init__(settings, learner.loss_names(), [self.rng, self.picture_rng])
         self.record = Record(settings.steps, settings.eval_every, learner.num_classes, learner.loss_names())
-        self.losses = LossMeans(learner.loss_names())
-        self.board = ScalarWriter(settings.tensorboard) if settings.tensorboard else None
         self.latest = None
-        self.started = time.time()
-
-    def add_losses(self, losses, progress=None):
-        """One batch's {name: NumPy loss}; NotFinite if one is NaN or infinite."""
-        self.losses.add(losses, self.step, self.out_dir / "checkpoints")
-        if progress is not None:
-            progress.set_postfix(self.postfix(), refresh=False)
 
     def postfix(self):
         scores = {} if self.latest is None else {"test_acsa": f"{self.latest.acsa:.4f}",
                                                  "test_gm": f"{self.latest.gm:.4f}"}
-        return {**scores, **latest_losses(self.losses.latest)}
+        return {**scores, **super().postfix()}
 
     def evaluate_and_report(self, index, progress=None, final=False):
         """The final evaluation leaves its interval's sums in the checkpoint: a run
@@ -72,17 +61,12 @@ class Run:
             progress.set_postfix(self.postfix())
         if self.record.loss_names:
             save_losses_csv(self.out_dir / "losses.csv", self.record)
-        if self.board is not None:
-            scores = {f"{metric}/{name}": getattr(result, metric) for metric in ("acsa", "gm", "acc")
-                      for name, result in (("train", train), ("test", test))}
-            self.board.write(self.step, {**{f"loss/{name}": mean for name, mean in losses.items()}, **scores})
+        scores = {f"{metric}/{name}": getattr(result, metric) for metric in ("acsa", "gm", "acc")
+                  for name, result in (("train", train), ("test", test))}
+        self.write_scalars(self.step, {**{f"loss/{name}": mean for name, mean in losses.items()}, **scores})
         if self.pictures is not None and self.image_side:
             path = self.out_dir / "Pictures" / f"{self.out_dir.name}_{self.step}.png"
             save_image_grid(path, self.pictures(self.picture_rng), self.image_side)
-
-    def close_board(self):
-        if self.board is not None:
-            self.board.close()
 
     def save_models(self):
         folder = self.out_dir / f"gamo_models_{self.step}"
@@ -92,21 +76,13 @@ class Run:
 
     def save_checkpoint(self):
         """Every state variable, the step, the record, the generators and the settings."""
-        state = {"step": self.step, "settings": comparable(self.settings),
-                 "generators": generator_states(self.rng, self.picture_rng),
-                 "wall_time_s": round(time.time() - self.started, 1)}
-        write_checkpoint(self.out_dir / "checkpoints", self.step, self.learner.named_state(), state,
-                         {**self.record.state(), **self.losses.state()})
+        self.write_state(self.step, self.learner.named_state(), {"step": self.step}, self.record.state())
 
     def resume(self):
         """Continue from the newest usable checkpoint in the output folder."""
-        folder, state, arrays = read_checkpoint(self.out_dir / "checkpoints", self.settings,
-                                                self.learner.named_state(), self.check_checkpoint)
+        folder, state, arrays = self.read_state(self.learner.named_state(), self.check_checkpoint)
         self.record.restore(arrays)
-        self.losses.restore(arrays)
-        restore_generators(state["generators"], self.rng, self.picture_rng)
         self.step = state["step"]
-        self.started = time.time() - state.get("wall_time_s", 0.0)    # the time to this checkpoint counts
         print(f"resumed from {folder} at step {self.step}")
 
     def check_checkpoint(self, state, arrays):
@@ -115,12 +91,8 @@ class Run:
         if not isinstance(step, int) or step < 0 or step % 2:
             raise ValueError(f"step {step!r} is not a step of this run")
         if step > self.settings.steps:
-            raise InputError(f"{self.out_dir / 'checkpoints'}: the newest checkpoint is at step {step}, past "
+            raise InputError(f"{self.checkpoint_root}: the newest checkpoint is at step {step}, past "
                              f"--steps {self.settings.steps}; give --steps {step} or more to continue it")
-        wall = state.get("wall_time_s", 0.0)
-        if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not 0 <= wall < float("inf"):
-            raise ValueError(f"wall_time_s {wall!r} is not a number of seconds")
-        restore_generators(state["generators"], np.random.default_rng(), np.random.default_rng())
         length = len(arrays["steps_seen"])      # shorter: a run continued to more steps
         for key, expected in self.record.state().items():
             if key.startswith("loss_") and key not in arrays:     # written before losses were recorded
@@ -142,7 +114,7 @@ class Run:
         """After a stop request: the results so far, and the line to print."""
         self.save_results()
         self.close_board()
-        return (f"stopped at step {self.step}: checkpoint in {self.out_dir / 'checkpoints'}/, results so "
+        return (f"stopped at step {self.step}: checkpoint in {self.checkpoint_root}/, results so "
                 f"far in {self.out_dir}/; continue with the same command and --resume")
 
     def finish(self):
@@ -153,7 +125,7 @@ class Run:
         self.save_results()
         save_learning_curve(self.out_dir / "learning_curve.png", self.record)
         self.close_board()
-        wall = round(time.time() - self.started, 1)
+        wall = self.wall_time()
         save_json(self.out_dir / "settings.json", {
             **comparable(self.settings), "method": self.settings.method, "status": "finished",
             "final_step": self.step, "batches": self.step // 2,
@@ -221,7 +193,8 @@ def train(run, passes, after_batch=None):
     progress = progress_bar(math.ceil(s.steps / 2), done=run.step // 2)
     with checkpointed_stop(run.stopped) as stop, progress:
         for rows, onehot in batches(passes, run.step, s.steps):
-            run.add_losses(numpy_losses(run.learner.train_on_batch(rows, onehot, run.rng)), progress)
+            losses = run.learner.train_on_batch(rows, onehot, run.rng)
+            run.add_losses(numpy_losses(losses), run.step, progress)
             progress.update(1)
             if run.step % s.eval_every == 0:
                 run.evaluate_and_report(run.step // s.eval_every, progress)
