@@ -23,6 +23,7 @@ import itertools
 import math
 import numbers
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 from imblearn.over_sampling.base import BaseOverSampler
@@ -34,12 +35,10 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gamo import nets
-from gamo.backend import numpy_losses
-from gamo.data import Imbalance, one_hot, relabel_by_size
-from gamo.game import Gamo
+from gamo.data import Imbalance, batch_slices, one_hot, relabel_by_size
+from gamo.game import Gamo, build_learner
 from gamo.learner import ClassifierOnly
-from gamo.optim import AdamStates
-from gamo.run.loop import Pass, batches
+from gamo.run.loop import Pass, played
 from gamo.run.record import latest_losses
 from gamo.run.report import progress_bar
 from gamo.seeding import global_random_state_kept, set_random_seed
@@ -199,37 +198,37 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         batches; returns the learner and its losses at every batch."""
         imbalance = Imbalance(np.bincount(labels))
         set_random_seed(seed)
-        adam = AdamStates(self.learning_rate, self.beta_1, shared_counter=not self.standard_adam)
-        if self.classifier_only or imbalance.minority.size == 0:
-            if not self.classifier_only:
-                warnings.warn("every class is as large as the largest: nothing to oversample; "
-                              "training the classifier alone", UserWarning, stacklevel=3)
-            classifier = nets.build_classifier(x.shape[1], imbalance.num_classes, name="MLP")
-            learner = ClassifierOnly(classifier, adam=adam, jit=self.jit)
-        else:
-            learner = Gamo(x.shape[1], imbalance, self.latent_dim, self.batch_size, adam,
-                           reference_batchnorm=not self.standard_batchnorm,
-                           use_discriminator=self.use_discriminator, jit=self.jit)
+        alone = self.classifier_only or imbalance.minority.size == 0
+        if alone and not self.classifier_only:
+            warnings.warn("every class is as large as the largest: nothing to oversample; "
+                          "training the classifier alone", UserWarning, stacklevel=3)
+        learner = build_learner(self._settings(alone), x.shape[1], imbalance)
         rng = np.random.default_rng(seed)
-        order = rng.permutation(len(labels))
+        order = rng.permutation(len(labels))        # one shuffle, as the scripts' training_rows
         x, labels = x[order], labels[order]
         if isinstance(learner, Gamo):
             learner.players.set_class_points(x, labels)
-        slices = [slice(start, start + self.batch_size) for start in range(0, len(labels), self.batch_size)]
+        slices = batch_slices(len(labels), self.batch_size)
         steps = 2 * self.epochs * len(slices) if self.epochs else self.steps
         progress = progress_bar(math.ceil(steps / 2)) if self.verbose else None
         passes = itertools.repeat(Pass(x, one_hot(labels, imbalance.num_classes), slices))
         curve = {name: [] for name in learner.loss_names()}
-        for rows, onehot in batches(passes, 0, steps):
-            for name, value in numpy_losses(learner.train_on_batch(rows, onehot, rng)).items():
+        for losses in played(learner, passes, 0, steps, rng):
+            for name, value in losses.items():
                 curve[name].append(value)
             if progress is not None:
-                progress.set_postfix(latest_losses({name: values[-1] for name, values in curve.items()}),
-                                     refresh=False)
+                progress.set_postfix(latest_losses(losses), refresh=False)
                 progress.update(1)
         if progress is not None:
             progress.close()
         return learner, {name: np.asarray(values, np.float64) for name, values in curve.items()}
+
+    def _settings(self, alone):
+        """The scripts' settings that build_learner reads, from this estimator's parameters."""
+        return SimpleNamespace(
+            lr=self.learning_rate, beta1=self.beta_1, standard_adam=self.standard_adam,
+            standard_batchnorm=self.standard_batchnorm, is_baseline=alone, latent_dim=self.latent_dim,
+            batch_size=self.batch_size, no_discriminator=not self.use_discriminator, jit=self.jit)
 
     def predict_proba(self, X):
         """M's softmax outputs, one column per class of classes_."""

@@ -178,6 +178,13 @@ def batches(passes, step, steps):
                 return
 
 
+def played(learner, passes, step, steps, rng):
+    """Train `learner` on every batch from `step` to `steps` (see batches), its random
+    draws from `rng`; yield each batch's {loss name: NumPy value} once it is trained."""
+    for rows, onehot in batches(passes, step, steps):
+        yield numpy_losses(learner.train_on_batch(rows, onehot, rng))
+
+
 def train(run, passes, after_batch=None):
     """The whole schedule of a run: the batches of `passes` until step reaches
     --steps; an evaluation at every eval_every steps, the models and a
@@ -192,9 +199,8 @@ def train(run, passes, after_batch=None):
     s = run.settings
     progress = progress_bar(math.ceil(s.steps / 2), done=run.step // 2)
     with checkpointed_stop(run.stopped) as stop, progress:
-        for rows, onehot in batches(passes, run.step, s.steps):
-            losses = run.learner.train_on_batch(rows, onehot, run.rng)
-            run.add_losses(numpy_losses(losses), run.step, progress)
+        for losses in played(run.learner, passes, run.step, s.steps, run.rng):
+            run.add_losses(losses, run.step, progress)
             progress.update(1)
             if run.step % s.eval_every == 0:
                 run.evaluate_and_report(run.step // s.eval_every, progress)
