@@ -62,6 +62,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 # One pytest worker per core; a file's tests stay together (they share its fixtures).
 # Then the backend-neutral tests again under JAX and PyTorch (TensorFlow is the default).

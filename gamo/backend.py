@@ -15,8 +15,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import TYPE_CHECKING, Any
 
 from gamo.environment import import_backend_quietly, running_our_script
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
+    import numpy as np
+
+# A tensor of the backend Keras runs on: tf.Tensor, jax.Array or torch.Tensor
+# (keras.ops take and give each backend's own type, and Keras has no common one).
+Tensor = Any
+# A loss, or named loss terms whose sum is the loss.
+LossValue = Tensor | dict[str, Tensor]
 
 import_backend_quietly()   # before Keras, which imports its backend
 
@@ -38,7 +50,8 @@ elif BACKEND == "torch":
         torch.set_num_threads(1)
 
 
-def value_and_gradients(loss_fn, variables):
+def value_and_gradients(loss_fn: Callable[[], LossValue],
+                        variables: Sequence[keras.Variable]) -> tuple[LossValue, list[Tensor]]:
     """loss_fn() and its gradients with respect to `variables`. loss_fn may
     return a dict of terms instead: their sum (in order) is differentiated and
     the value is {"loss": sum, **terms}."""
@@ -56,7 +69,7 @@ def value_and_gradients(loss_fn, variables):
     return _jax_value_and_gradients(loss_fn, variables)
 
 
-def total_loss(value):
+def total_loss(value: LossValue) -> Tensor:
     """A loss, or the sum of a dict of loss terms."""
     if not isinstance(value, dict):
         return value
@@ -67,11 +80,13 @@ def total_loss(value):
     return loss
 
 
-def value_with_total(value, loss):
+def value_with_total(value: LossValue, loss: Tensor) -> LossValue:
+    """The loss itself, or {"loss": the sum, **terms} for loss terms."""
     return {"loss": loss, **value} if isinstance(value, dict) else loss
 
 
-def _jax_value_and_gradients(loss_fn, variables):
+def _jax_value_and_gradients(loss_fn: Callable[[], LossValue],
+                             variables: Sequence[keras.Variable]) -> tuple[LossValue, list[Tensor]]:
     """Inside a pure step: loss_fn of the variables' current values, differentiated;
     what loss_fn assigns on the way (BatchNorm statistics) is kept in the step's scope."""
     if not _JAX_SCOPES:
@@ -79,7 +94,7 @@ def _jax_value_and_gradients(loss_fn, variables):
     outer = _JAX_SCOPES[-1]
     keys = [id(v) for v in variables]
 
-    def loss_of(values):
+    def loss_of(values: list[Tensor]) -> tuple[Tensor, tuple[dict[int, Tensor], LossValue]]:
         inner = keras.StatelessScope()
         inner.state_mapping = {**outer.state_mapping, **dict(zip(keys, values))}
         with inner:
@@ -94,12 +109,13 @@ def _jax_value_and_gradients(loss_fn, variables):
     return value_with_total(value, loss), gradients
 
 
-def without_gradient_tracking():
+def without_gradient_tracking() -> contextlib.AbstractContextManager[Any]:
     """Where variables are updated: PyTorch records no graph there."""
     return torch.no_grad() if BACKEND == "torch" else contextlib.nullcontext()
 
 
-def compile_function(fn, variables, jit=True, signature=None, whole=True):
+def compile_function(fn: Callable[..., Any], variables: Iterable[keras.Variable], jit: bool = True,
+                     signature: list[tf.TensorSpec] | None = None, whole: bool = True) -> Callable[..., Any]:
     """fn(*arrays), compiled once for repeated calls; it may read and assign
     `variables`, which must hold every variable it touches.
 
@@ -118,30 +134,30 @@ def compile_function(fn, variables, jit=True, signature=None, whole=True):
     return fn
 
 
-def jit_for_convolutions(jit):
+def jit_for_convolutions(jit: bool) -> bool:
     """Whether to compile a function of convolutions with XLA: not on TensorFlow,
     whose graph-mode oneDNN kernels run the feature extractor's epoch 1.3-1.6
     times and its features 2.4 times as fast as XLA's convolutions (bench/README.md)."""
     return jit and BACKEND != "tensorflow"
 
 
-def xla_cluster(fn, jit=True):
+def xla_cluster(fn: Callable[..., Any], jit: bool = True) -> Callable[..., Any]:
     """A part of a compiled TensorFlow function that XLA compiles as a whole
     (the rest of it has shapes that vary); elsewhere the whole function is one."""
     return tf.function(fn, jit_compile=jit) if BACKEND == "tensorflow" else fn
 
 
-_JAX_SCOPES = []     # the scopes of the pure functions being run, innermost last
+_JAX_SCOPES: list[keras.StatelessScope] = []     # the scopes of the pure functions being run, innermost last
 
 
 class _JaxFunction:
     """fn over keras.Variables as a pure JAX function of their values."""
 
-    def __init__(self, fn, variables, jit):
+    def __init__(self, fn: Callable[..., Any], variables: Iterable[keras.Variable], jit: bool) -> None:
         self.fn, self.variables = fn, list(variables)
         self.pure = jax.jit(self._pure) if jit else self._pure
 
-    def _pure(self, values, *args):
+    def _pure(self, values: list[Tensor], *args: Tensor) -> tuple[Any, list[Tensor]]:
         scope = keras.StatelessScope()
         scope.state_mapping = {id(v): value for v, value in zip(self.variables, values)}
         _JAX_SCOPES.append(scope)
@@ -152,14 +168,15 @@ class _JaxFunction:
             _JAX_SCOPES.pop()
         return outputs, [scope.state_mapping[id(v)] for v in self.variables]
 
-    def __call__(self, *args):
+    def __call__(self, *args: Tensor) -> Any:
         outputs, values = self.pure([v.value for v in self.variables], *args)
         for variable, value in zip(self.variables, values):
             variable.assign(value)
         return outputs
 
 
-def route_rows(code, labels, units, num_classes, width):
+def route_rows(code: Tensor, labels: Tensor, units: Mapping[int, Callable[[Tensor], Tensor]],
+               num_classes: int, width: int) -> Tensor:
     """Each row of `code` through the unit of its one-hot label (a zero row
     where there is none): TensorFlow partitions the rows by label, outside
     XLA since the parts' sizes vary; the other backends run every unit on every
@@ -182,35 +199,38 @@ def route_rows(code, labels, units, num_classes, width):
 COUNTER_DTYPE = "int32" if BACKEND == "jax" and not jax.config.jax_enable_x64 else "int64"
 
 
-def batch_spec(*shape):
+def batch_spec(*shape: int) -> tf.TensorSpec | None:
     """A float32 batch of any size (TensorFlow): a step is traced once (several
     seconds) for the full batches and the shorter last one; XLA still compiles
     each size. JAX traces each size; None elsewhere."""
     return tf.TensorSpec((None, *shape), tf.float32) if BACKEND == "tensorflow" else None
 
 
-def tensor_spec(*shape):
+def tensor_spec(*shape: int) -> tf.TensorSpec | None:
+    """A float32 tensor of exactly this shape (TensorFlow); None elsewhere."""
     return tf.TensorSpec(shape, tf.float32) if BACKEND == "tensorflow" else None
 
 
-def signature(*specs):
+def signature(*specs: tf.TensorSpec | None) -> list[tf.TensorSpec] | None:
     """An input signature for compile_function (TensorFlow only)."""
     return list(specs) if BACKEND == "tensorflow" else None
 
 
-def inputs_and_targets_spec(model, num_classes):
+def inputs_and_targets_spec(model: keras.Model, num_classes: int) -> list[tf.TensorSpec] | None:
     """The signature of a step on (a batch of `model`'s inputs, one-hot targets)."""
     return signature(batch_spec(*model.input_shape[1:]), batch_spec(num_classes))
 
 
-def as_tensors(*arrays):
+def as_tensors(*arrays: Any) -> list[Tensor]:
+    """Arrays (or tensors) as float32 tensors of the backend."""
     return [ops.convert_to_tensor(array, dtype="float32") for array in arrays]
 
 
-def to_numpy(tensor):
+def to_numpy(tensor: Tensor) -> np.ndarray:
+    """A tensor of the backend as a NumPy array."""
     return ops.convert_to_numpy(tensor)
 
 
-def numpy_losses(losses):
+def numpy_losses(losses: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
     """A step's {name: loss tensor} as {name: NumPy value}, for the record."""
     return {name: to_numpy(value) for name, value in losses.items()}

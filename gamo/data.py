@@ -6,13 +6,21 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gamo.errors import InputError, one_line
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def _looks_numeric(cell):
+    import numpy.typing as npt
+
+    from gamo.files import PathLike
+
+
+def _looks_numeric(cell: str) -> bool:
     try:
         float(cell)
     except ValueError:
@@ -20,7 +28,7 @@ def _looks_numeric(cell):
     return True
 
 
-def read_numeric_csv(path, expected_columns=None):
+def read_numeric_csv(path: PathLike, expected_columns: int | None = None) -> npt.NDArray[np.float64]:
     """Read a comma-separated table of numbers; skip one header row, with a note.
 
     Raises InputError naming the file for a missing file, a file that is not
@@ -65,7 +73,8 @@ def read_numeric_csv(path, expected_columns=None):
     return table
 
 
-def integer_labels(values, path, allowed=None):
+def integer_labels(values: np.ndarray, path: PathLike,
+                   allowed: Sequence[int] | None = None) -> npt.NDArray[np.int64]:
     """Check that a label column holds integers (within `allowed`, if given)."""
     if not np.array_equal(values, np.round(values)):
         raise InputError(f"{path}: labels must be integers")
@@ -80,7 +89,7 @@ def integer_labels(values, path, allowed=None):
     return labels
 
 
-def read_labelled_csv(path):
+def read_labelled_csv(path: PathLike) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Read a prepared file: all columns but the last are features, the last the label."""
     table = read_numeric_csv(path)
     if table.shape[1] < 2:
@@ -88,12 +97,13 @@ def read_labelled_csv(path):
     return table[:, :-1].astype(np.float32), integer_labels(table[:, -1], path)
 
 
-def scale_pixels(x):
+def scale_pixels(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """Map pixel values 0..255 to [-1, 1]."""
     return ((np.asarray(x, dtype=np.float32) - 127.5) / 127.5).astype(np.float32)
 
 
-def relabel_by_size(train_labels, test_labels, train_path="train", test_path="test"):
+def relabel_by_size(train_labels: npt.ArrayLike, test_labels: npt.ArrayLike, train_path: PathLike = "train",
+                    test_path: PathLike | None = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Renumber classes by training count, ascending (stable): 0 is the smallest.
 
     Returns (new train labels, new test labels, original label of each new class).
@@ -117,29 +127,34 @@ class Imbalance:
     counts: np.ndarray
 
     @property
-    def num_classes(self):
+    def num_classes(self) -> int:
+        """c, the number of classes."""
         return self.counts.size
 
     @property
-    def ratios(self):
+    def ratios(self) -> np.ndarray:
+        """Each class's imbalance ratio: the largest count over its count."""
         return self.counts.max() / self.counts
 
     @property
-    def minority(self):
+    def minority(self) -> np.ndarray:
         """The imbalanced classes (ir > 1), in label order."""
         return np.flatnonzero(self.ratios > 1)
 
     @property
-    def to_balance(self):
+    def to_balance(self) -> np.ndarray:
+        """How many rows each class lacks to match the largest."""
         return self.counts.max() - self.counts
 
     @property
-    def fake_label_probabilities(self):
+    def fake_label_probabilities(self) -> np.ndarray:
         """Probability of each class in a fake batch: proportional to to_balance."""
         return self.to_balance / self.to_balance.sum()
 
 
-def imbalance_of(labels, num_classes=None, path="train"):
+def imbalance_of(labels: npt.ArrayLike, num_classes: int | None = None,
+                 path: PathLike = "train") -> Imbalance:
+    """The Imbalance of relabelled training labels; InputError if no class is a minority."""
     counts = np.bincount(labels, minlength=num_classes or 0)
     imbalance = Imbalance(counts)
     if imbalance.minority.size == 0:
@@ -147,13 +162,14 @@ def imbalance_of(labels, num_classes=None, path="train"):
     return imbalance
 
 
-def sample_fake_labels(rng, imbalance, size):
+def sample_fake_labels(rng: np.random.Generator, imbalance: Imbalance, size: int) -> npt.NDArray[np.float32]:
     """Draw `size` fake labels among the minority classes, one-hot with c columns."""
     labels = rng.choice(imbalance.num_classes, size=size, p=imbalance.fake_label_probabilities)
     return one_hot(labels, imbalance.num_classes)
 
 
-def smote_balance(features, labels, seed, path="train"):
+def smote_balance(features: np.ndarray, labels: np.ndarray, seed: int,
+                  path: PathLike = "train") -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """The SMOTE baseline's training set: every class grown to the majority's count
     with imbalanced-learn's SMOTE (the original rows first, then the synthetic ones)."""
     from imblearn.over_sampling import SMOTE
@@ -167,11 +183,12 @@ def smote_balance(features, labels, seed, path="train"):
     return balanced.astype(np.float32), np.asarray(balanced_labels, dtype=np.int64)
 
 
-def one_hot(labels, num_classes):
+def one_hot(labels: np.ndarray | Sequence[int], num_classes: int) -> npt.NDArray[np.float32]:
+    """Integer labels as float32 one-hot rows of num_classes columns."""
     return np.eye(num_classes, dtype=np.float32)[labels]
 
 
-def batch_slices(num_rows, batch_size):
+def batch_slices(num_rows: int, batch_size: int) -> list[slice]:
     """Consecutive slices of the (already shuffled) set; the last may be shorter."""
     return [slice(start, min(start + batch_size, num_rows))
             for start in range(0, num_rows, batch_size)]
@@ -189,10 +206,12 @@ class Dataset:
     original_labels: np.ndarray     # original label of each new class
 
 
-def load_dataset(train_path, test_path, scale=True, missing_hint="MNIST_process.py"):
+def load_dataset(train_path: PathLike, test_path: PathLike | None, scale: bool = True,
+                 missing_hint: str = "MNIST_process.py") -> Dataset:
     """The relabelled, scaled train and test sets; test_path None: no test set (empty)."""
     for path in filter(None, (train_path, test_path)):
-        if not Path(path).is_file():
+        # mypy joins the two path types to object here.
+        if not Path(path).is_file():  # type: ignore[arg-type]
             raise InputError(f"{path}: file not found; run 'python {missing_hint}' to "
                              "prepare it, or pass --train/--test")
     x_train, y_train = read_labelled_csv(train_path)
@@ -210,7 +229,8 @@ def load_dataset(train_path, test_path, scale=True, missing_hint="MNIST_process.
     return Dataset(x_train, y_train, x_test, y_test, imbalance, original)
 
 
-def training_rows(dataset, rng, smote_seed=None, path="train"):
+def training_rows(dataset: Dataset, rng: np.random.Generator, smote_seed: int | None = None,
+                  path: PathLike = "train") -> tuple[np.ndarray, np.ndarray]:
     """The rows a run trains on: SMOTE-balanced if smote_seed is given, then
     shuffled once with the run's generator, as the reference shuffles once."""
     x, y = dataset.x_train, dataset.y_train

@@ -12,9 +12,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 
-def keras_backend_name():
+def keras_backend_name() -> str:
     """The backend Keras will run on, as Keras chooses it (KERAS_BACKEND, then
     ~/.keras/keras.json, then TensorFlow), without importing Keras."""
     if "KERAS_BACKEND" in os.environ:
@@ -26,7 +30,7 @@ def keras_backend_name():
         return "tensorflow"
 
 
-def import_backend_quietly():
+def import_backend_quietly() -> ModuleType | None:
     """Import TensorFlow quietly when it is Keras' backend (JAX and PyTorch
     start quietly)."""
     return import_tensorflow_quietly() if keras_backend_name() == "tensorflow" else None
@@ -40,7 +44,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 COMMANDS = ("gamo-dense", "gamo-fashion-mnist", "gamo2pix", "gamo-mnist-process", "gamo-fmnist-process")
 
 
-def running_our_script():
+def running_our_script() -> bool:
     """True when the process is one of this project's scripts, benchmarks or
     installed commands (not a user's program that imports gamo, nor a test runner)."""
     main = getattr(sys.modules.get("__main__"), "__file__", None)
@@ -49,7 +53,7 @@ def running_our_script():
     return Path(main).resolve().parent in (PROJECT_DIR, PROJECT_DIR / "bench") or Path(main).name in COMMANDS
 
 
-def import_tensorflow_quietly():
+def import_tensorflow_quietly() -> ModuleType:
     """Import TensorFlow; in this project's scripts, let it probe for devices with
     file descriptor 2 muted.
 
@@ -77,7 +81,7 @@ def import_tensorflow_quietly():
     return tf
 
 
-def prefer_onednn():
+def prefer_onednn() -> None:
     """In this project's scripts, TensorFlow's oneDNN kernels unless TF_ENABLE_ONEDNN_OPTS
     says otherwise: they run the feature extractor F fastest (gamo.backend.jit_for_convolutions);
     TensorFlow turns them on by itself only on some CPUs. Call before TensorFlow is imported."""

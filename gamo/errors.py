@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import TypeVar
+
+    _T = TypeVar("_T")
 
 
 class InputError(Exception):
@@ -24,7 +31,7 @@ class NotFinite(RunError):
     newest one is the last good state."""
 
 
-def run_cli(main, argv=None):
+def run_cli(main: Callable[[Sequence[str] | None], _T], argv: Sequence[str] | None = None) -> _T:
     """Run a script's main(argv); turn input errors into one line and exit 2,
     failed writes into one line and exit 1, a non-finite loss into one line and exit 3."""
     try:
@@ -40,7 +47,7 @@ def run_cli(main, argv=None):
         sys.exit(1)
 
 
-def one_line(error):
+def one_line(error: BaseException) -> str:
     """An exception's message as one line."""
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]

@@ -11,6 +11,7 @@ Each round of the original's outer loop:
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,12 +23,21 @@ from gamo.optim import mse, update
 from gamo.run.loop import Pass
 from gamo.state import merged_names, named_model_variables, named_optimizer_variables
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    import keras
+
+    from gamo.backend import Tensor
+    from gamo.game import Gamo
+    from gamo.metrics import Scores
+
 
 class FeatureGamo(Learner):
     """GAMO in the feature space of an extractor F that learns through the fixed
     classifier M (the reference's F+M model), round after round."""
 
-    def __init__(self, extractor, gamo, batch_size, jit=True):
+    def __init__(self, extractor: keras.Model, gamo: Gamo, batch_size: int, jit: bool = True) -> None:
         self.extractor, self.gamo, self.batch_size = extractor, gamo, batch_size
         self.num_classes = gamo.num_classes
         classifier = gamo.players.classifier
@@ -41,21 +51,24 @@ class FeatureGamo(Learner):
             signature=inputs_and_targets_spec(extractor, self.num_classes))
         self.compiled_features = compile_function(lambda images: extractor(images, training=False),
                                                   extractor.variables, jit_for_convolutions(jit))
-        self.train_features = None
-        self.epoch_losses = []      # F+M's losses of the last epoch, reported with the next batch
+        self.train_features: np.ndarray | None = None
+        # F+M's losses of the last epoch, reported with the next batch
+        self.epoch_losses: list[Tensor] = []
 
-    def epoch(self, images, onehot, rng):
+    def epoch(self, images: np.ndarray, onehot: np.ndarray, rng: np.random.Generator) -> None:
         """(a) One F+M pass in a fresh random order, as Keras' fit(shuffle=True) does."""
         order = rng.permutation(len(images))
         for rows in batch_slices(len(images), self.batch_size):
             chosen = order[rows]
             self.epoch_losses.append(self.compiled_feature_step(images[chosen], onehot[chosen]))
 
-    def features(self, images, chunk=1024):
+    def features(self, images: np.ndarray, chunk: int = 1024) -> np.ndarray:
+        """F's features of the images (inference mode), `chunk` images at a time."""
         return np.concatenate([to_numpy(self.compiled_features(images[start:start + chunk]))
                                for start in range(0, len(images), chunk)])
 
-    def rounds(self, images, labels, onehot, slices, rng, resumed_mid_pass=False):
+    def rounds(self, images: np.ndarray, labels: np.ndarray, onehot: np.ndarray, slices: list[slice],
+               rng: np.random.Generator, resumed_mid_pass: bool = False) -> Iterator[Pass]:
         """Passes for the training loop: each round's F+M epoch (skipped by a run
         resumed inside a pass, whose F is already trained), (b) the training
         features with the new F for the IGUs, then (c) the game's pass on them."""
@@ -66,9 +79,10 @@ class FeatureGamo(Learner):
             self.gamo.players.set_class_points(self.train_features, labels)
             yield Pass(self.train_features, onehot, slices)
 
-    def evaluation(self, train_images, train_labels, test_images, test_labels):
+    def evaluation(self, train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
+                   test_labels: np.ndarray) -> Callable[[], tuple[Scores, Scores]]:
         """F does not change during a pass: the round's training features are current."""
-        def evaluate():
+        def evaluate() -> tuple[Scores, Scores]:
             if self.train_features is None:       # resumed at the very end: no pass played
                 self.train_features = self.features(train_images)
             c = self.num_classes
@@ -77,7 +91,8 @@ class FeatureGamo(Learner):
         return evaluate
 
     # ------------------------------------------------------------ the Learner interface
-    def train_on_batch(self, x, y_onehot, rng):
+    def train_on_batch(self, x: np.ndarray, y_onehot: np.ndarray,
+                       rng: np.random.Generator) -> dict[str, Tensor]:
         """The game's batch; the first batch of a pass also reports its epoch's F+M losses."""
         losses = self.gamo.train_on_batch(x, y_onehot, rng)
         if self.epoch_losses:
@@ -85,19 +100,24 @@ class FeatureGamo(Learner):
             self.epoch_losses = []
         return losses
 
-    def loss_names(self):
+    def loss_names(self) -> tuple[str, ...]:
+        """F+M's loss, then the game's."""
         return ("FM", *self.gamo.loss_names())
 
-    def predict_batch(self, images):
+    def predict_batch(self, images: np.ndarray) -> Tensor:
+        """M's labels for a batch of images, through F."""
         return self.gamo.predict_batch(self.compiled_features(images))
 
-    def classifier_updates(self):
+    def classifier_updates(self) -> int:
+        """How many updates M's Adam state has applied."""
         return self.gamo.classifier_updates()
 
-    def models(self):
+    def models(self) -> dict[str, keras.Model]:
+        """F and the game's models, by the reference's names."""
         return {"Conv": self.extractor, **self.gamo.models()}
 
-    def named_state(self):
+    def named_state(self) -> dict[str, keras.Variable]:
+        """F's weights and Adam state, and the game's, by stable name."""
         return merged_names(
             named_model_variables("Conv", self.extractor),
             named_optimizer_variables("adam_Conv", self.optimizer), self.gamo.named_state())

@@ -9,13 +9,22 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gamo.errors import InputError, WriteError, one_line
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
 
-def current_umask():
+    import numpy.typing as npt
+
+# A file's or folder's name, as the functions that take one accept it.
+PathLike = str | os.PathLike[str]
+
+
+def current_umask() -> int:
     """The process's umask, read without changing it where Linux tells it (/proc);
     elsewhere set and put back at once."""
     try:
@@ -30,13 +39,14 @@ def current_umask():
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path: PathLike) -> Iterator[str]:
     """Yield a temporary path beside `path`; rename it to `path` on success.
 
     The temporary name keeps the extension (writers such as Keras and
     matplotlib pick the format from it); on failure it is removed, so a
     half-written file never appears under the final name.
     """
+    tmp: str | None
     path, tmp = Path(path), None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +62,7 @@ def atomic_path(path):
             os.remove(tmp)
 
 
-def write_npz(path, arrays):
+def write_npz(path: PathLike, arrays: Mapping[str, npt.ArrayLike]) -> None:
     """np.savez's format with no time stamps and no pickled objects: the same
     arrays always give the same bytes."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
@@ -62,18 +72,20 @@ def write_npz(path, arrays):
                 np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
-def save_npz(path, **arrays):
+def save_npz(path: PathLike, **arrays: npt.ArrayLike) -> None:
+    """write_npz's reproducible .npz file, written atomically."""
     with atomic_path(path) as tmp:
         write_npz(tmp, arrays)
 
 
-def save_json(path, obj):
+def save_json(path: PathLike, obj: Any) -> None:
+    """`obj` as indented JSON with sorted keys (str() of what JSON cannot hold), written atomically."""
     with atomic_path(path) as tmp, open(tmp, "w") as handle:
         json.dump(obj, handle, indent=2, sort_keys=True, default=str)
         handle.write("\n")
 
 
-def save_labelled_csv(path, features, labels):
+def save_labelled_csv(path: PathLike, features: npt.ArrayLike, labels: npt.ArrayLike) -> None:
     """Write features then the label as the last column, integers where exact."""
     table = np.column_stack([features, labels])
     integral = np.array_equal(table, np.round(table))
@@ -81,7 +93,7 @@ def save_labelled_csv(path, features, labels):
         np.savetxt(tmp, table, fmt="%d" if integral else "%.9g", delimiter=",")
 
 
-def prepare_output_dir(out_dir):
+def prepare_output_dir(out_dir: PathLike) -> Path:
     """Create the output folder, or explain in one line why it cannot be used."""
     out_dir = Path(out_dir)
     try:
@@ -93,7 +105,7 @@ def prepare_output_dir(out_dir):
     return out_dir
 
 
-def read_npz(path):
+def read_npz(path: PathLike) -> dict[str, np.ndarray]:
     """Every array of an .npz file, read in full (no pickled objects)."""
     with np.load(path, allow_pickle=False) as stored:
         return {key: stored[key] for key in stored.files}

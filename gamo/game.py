@@ -4,7 +4,7 @@ of a batch, and the whole update sequence of a batch in one compiled step."""
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 
@@ -27,6 +27,10 @@ from gamo.state import merged_names, named_model_variables, named_optimizer_vari
 # isort: split
 import keras
 
+if TYPE_CHECKING:
+    from gamo.backend import Tensor
+    from gamo.data import Imbalance
+
 
 class BatchDraws(NamedTuple):
     """The random draws of one batch (rows b, minority classes m, g rows each)."""
@@ -45,7 +49,8 @@ class Players:
     statistics kept per call site as the reference does (QUIRK, see
     gamo.layers.CallSiteStatistics) unless reference_batchnorm is False."""
 
-    def __init__(self, num_features, imbalance, latent_dim, reference_batchnorm, use_discriminator):
+    def __init__(self, num_features: int, imbalance: Imbalance, latent_dim: int, reference_batchnorm: bool,
+                 use_discriminator: bool) -> None:
         self.num_classes = c = imbalance.num_classes
         self.num_features, self.latent_dim = num_features, latent_dim
         self.use_discriminator = use_discriminator
@@ -60,39 +65,41 @@ class Players:
         self.trunk_sites = {(opponent, k): CallSiteStatistics(self.trunk, f"G_{opponent}_{k}")
                             for k in self.minority for opponent in opponents} if reference_batchnorm else {}
 
-    def generator_variables(self, k):
+    def generator_variables(self, k: int) -> list[keras.Variable]:
+        """What the generator of class k trains: the trunk's and IGU_k's weights."""
         return self.trunk.trainable_variables + self.igus[k].trainable_variables
 
-    def generated(self, k, noise, labels, training):
+    def generated(self, k: int, noise: Tensor, labels: Tensor, training: bool) -> Tensor:
         """Samples of class k from noise: the trunk, then IGU_k's convex combination."""
         return self.igus[k](self.trunk([noise, labels], training=training), training=training)
 
-    def set_class_points(self, features, labels):
+    def set_class_points(self, features: np.ndarray, labels: np.ndarray) -> None:
         """Give every IGU its class's points, in the order of the training set."""
         for k, igu in self.igus.items():
             nets.set_class_points(igu, features[labels == k])
 
-    def fake_batch(self, noise, labels):
+    def fake_batch(self, noise: np.ndarray, labels: np.ndarray) -> Tensor:
         """Each row through the IGU of its label only; trunk in inference mode."""
         noise, labels = as_tensors(noise, labels)
         code = self.trunk([noise, labels], training=False)
         units = {k: (lambda codes, igu=igu: igu(codes, training=False)) for k, igu in self.igus.items()}
         return route_rows(code, labels, units, self.num_classes, self.num_features)
 
-    def sample_grid(self, rng, per_class=3):
+    def sample_grid(self, rng: np.random.Generator, per_class: int = 3) -> np.ndarray:
         """per_class samples of every minority class (trunk in inference mode), one row each."""
         return np.stack([keras.ops.convert_to_numpy(self.generated(
             k, rng.standard_normal((per_class, self.latent_dim)).astype(np.float32),
             one_hot(np.full(per_class, k), self.num_classes), training=False)) for k in self.minority])
 
-    def models(self):
+    def models(self) -> dict[str, keras.Model]:
         """Name prefix -> model, as the reference saves them (no D when it is not used)."""
         named = {"GEN": self.trunk, "MLP": self.classifier}
         if self.use_discriminator:
             named["DIS"] = self.discriminator
         return {**named, **{f"GenP_{k}": igu for k, igu in self.igus.items()}}
 
-    def named_state(self):
+    def named_state(self) -> dict[str, keras.Variable]:
+        """Every network's variables (D's even if unused) and the trunk's call-site statistics."""
         models = {"GEN": self.trunk, "MLP": self.classifier, "DIS": self.discriminator,   # D even if unused
                   **{f"GenP_{k}": igu for k, igu in self.igus.items()}}
         return merged_names(
@@ -119,8 +126,9 @@ class Gamo(Learner):
     vary per batch, runs between them; on JAX the whole step is one XLA program.
     """
 
-    def __init__(self, num_features, imbalance, latent_dim=nets.LATENT_DIM, batch_size=32,
-                 adam=None, reference_batchnorm=True, use_discriminator=True, jit=True):
+    def __init__(self, num_features: int, imbalance: Imbalance, latent_dim: int = nets.LATENT_DIM,
+                 batch_size: int = 32, adam: AdamStates | None = None, reference_batchnorm: bool = True,
+                 use_discriminator: bool = True, jit: bool = True) -> None:
         self.imbalance, self.num_classes, self.latent_dim = imbalance, imbalance.num_classes, latent_dim
         self.use_discriminator = use_discriminator
         self.rows_per_class = math.ceil(batch_size / self.num_classes)   # 4 for 32 and 10
@@ -144,7 +152,7 @@ class Gamo(Learner):
                                               whole=False)
         self.compiled_predict = compile_function(labels_of(p.classifier), p.classifier.variables, jit)
 
-    def draw(self, rng, rows):
+    def draw(self, rng: np.random.Generator, rows: int) -> BatchDraws:
         """The batch's random draws, from the run's seeded NumPy generator."""
         c, g = self.num_classes, self.rows_per_class
         return BatchDraws(
@@ -155,23 +163,28 @@ class Gamo(Learner):
             class_noise=rng.standard_normal((len(self.minority), g, self.latent_dim)).astype(np.float32),
             class_labels=np.stack([one_hot(np.full(g, k), c) for k in self.minority]))
 
-    def train_on_batch(self, x, y_onehot, rng):
+    def train_on_batch(self, x: np.ndarray, y_onehot: np.ndarray,
+                       rng: np.random.Generator) -> dict[str, Tensor]:
+        """The compiled step on the batch, with its draws from `rng`."""
         return self.compiled_step(x, y_onehot, *self.draw(rng, len(x)))
 
-    def loss_names(self):
+    def loss_names(self) -> tuple[str, ...]:
         """M and D on the real batch, then on the fake batch, then each class's generator."""
         with_d = self.use_discriminator
         return ("M_real", *("D_real",) * with_d, "M_fake", *("D_fake",) * with_d,
                 *(f"G_{opponent}_{k}" for k in self.minority for opponent in ("M", "D")[:1 + with_d]))
 
-    def step(self, x, y, real_targets, fake_labels, fake_noise, fake_targets, class_noise, class_labels):
+    def step(self, x: Tensor, y: Tensor, real_targets: Tensor, fake_labels: Tensor, fake_noise: Tensor,
+             fake_targets: Tensor, class_noise: Tensor, class_labels: Tensor) -> dict[str, Tensor]:
+        """A batch's whole update sequence (steps 1-6); every update's loss."""
         losses = self.compiled_real_updates(x, y, real_targets)
         # 3. Oversample: a fake batch of convex combinations of minority points.
         fake = self.players.fake_batch(fake_noise, fake_labels)
         return {**losses, **self.compiled_fake_updates(fake, fake_labels, fake_targets, class_noise,
                                                        class_labels)}
 
-    def real_updates(self, x, y, real_targets):
+    def real_updates(self, x: Tensor, y: Tensor, real_targets: Tensor) -> dict[str, Tensor]:
+        """Steps 1 and 2: M, then D, on the real batch."""
         # 1. Classifier: learn the real batch's labels.
         losses = {"M_real": self.classifier_update(x, y)}
         # 2. Discriminator: call the real batch real.
@@ -179,7 +192,9 @@ class Gamo(Learner):
             losses["D_real"] = self.discriminator_update(x, y, real_targets)
         return losses
 
-    def fake_and_generator_updates(self, fake, fake_labels, fake_targets, class_noise, class_labels):
+    def fake_and_generator_updates(self, fake: Tensor, fake_labels: Tensor, fake_targets: Tensor,
+                                   class_noise: Tensor, class_labels: Tensor) -> dict[str, Tensor]:
+        """Steps 4 to 6: M, then D, on the fake batch, then each class's generator."""
         # 4. Classifier: learn the generated samples as their minority classes.
         losses = {"M_fake": self.classifier_update(fake, fake_labels)}
         # 5. Discriminator: call the generated samples fake.
@@ -190,18 +205,21 @@ class Gamo(Learner):
             losses.update(self.generator_updates(k, class_noise[index], class_labels[index]))
         return losses
 
-    def classifier_update(self, x, targets):
+    def classifier_update(self, x: Tensor, targets: Tensor) -> Tensor:
+        """One update of M towards `targets`; its loss."""
         x, targets, M = *as_tensors(x, targets), self.players.classifier
         return update(self.opt_classifier, M.trainable_variables, lambda: mse(targets, M(x, training=True)))
 
-    def discriminator_update(self, x, labels, targets):
+    def discriminator_update(self, x: Tensor, labels: Tensor, targets: Tensor) -> Tensor:
+        """One update of D towards `targets`; its loss."""
         x, labels, targets, D = *as_tensors(x, labels, targets), self.players.discriminator
         return update(self.opt_discriminator, D.trainable_variables,
                       lambda: mse(targets, D([x, labels], training=True)))
 
-    def generator_updates(self, k, noise, labels):
+    def generator_updates(self, k: int, noise: Tensor, labels: Tensor) -> dict[str, Tensor]:
         """Train the trunk and IGU_k, M and D fixed: make M misclassify, then D accept."""
         noise, labels = as_tensors(noise, labels)
+        losses: dict[str, Tensor]
         p, losses = self.players, {}
         objectives = {"M": lambda: mse(1 - labels, p.classifier(p.generated(k, noise, labels, True),
                                                                 training=False)),
@@ -214,16 +232,20 @@ class Gamo(Learner):
         return losses
 
     # ------------------------------------------------------------ the Learner interface
-    def predict_batch(self, x):
+    def predict_batch(self, x: np.ndarray) -> Tensor:
+        """M's labels for a batch."""
         return self.compiled_predict(x)
 
-    def classifier_updates(self):
+    def classifier_updates(self) -> int:
+        """How many updates M's Adam state has applied."""
         return int(self.opt_classifier.iterations.numpy())
 
-    def models(self):
+    def models(self) -> dict[str, keras.Model]:
+        """The players' models, by the reference's names."""
         return self.players.models()
 
-    def named_state(self):
+    def named_state(self) -> dict[str, keras.Variable]:
+        """The players' variables and every Adam state, by stable name."""
         states = {"adam_M": self.opt_classifier, "adam_D": self.opt_discriminator,
                   **{f"adam_G_{o}_{k}": state for (o, k), state in self.opt_against.items()}}
         return merged_names(
@@ -232,7 +254,39 @@ class Gamo(Learner):
             self.adam.named_variables())
 
 
-def build_learner(settings, num_features, imbalance, extractor=None):
+class LearnerSettings(Protocol):
+    """What build_learner reads of a run's settings (the scripts' Settings, the estimators' parameters)."""
+
+    @property
+    def lr(self) -> float: ...
+
+    @property
+    def beta1(self) -> float: ...
+
+    @property
+    def standard_adam(self) -> bool: ...
+
+    @property
+    def standard_batchnorm(self) -> bool: ...
+
+    @property
+    def is_baseline(self) -> bool: ...
+
+    @property
+    def latent_dim(self) -> int: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def no_discriminator(self) -> bool: ...
+
+    @property
+    def jit(self) -> bool: ...
+
+
+def build_learner(settings: LearnerSettings, num_features: int, imbalance: Imbalance,
+                  extractor: keras.Model | None = None) -> Gamo | ClassifierOnly:
     """GAMO, or the classifier alone for the baselines (--classifier-only, --smote)."""
     adam = AdamStates(settings.lr, settings.beta1, shared_counter=not settings.standard_adam)
     if settings.is_baseline:

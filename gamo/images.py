@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from gamo.errors import InputError
 
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterable, Sequence
 
-def square_side(num_features):
+    import numpy.typing as npt
+
+    from gamo.data import Dataset
+    from gamo.files import PathLike
+
+
+def square_side(num_features: int) -> int | None:
     """Side of a square image with this many pixels, or None."""
     side = int(round(num_features ** 0.5))
     return side if side * side == num_features else None
 
 
-def parse_image_shape(text):
+def parse_image_shape(text: str) -> tuple[int, ...]:
     """'28x28' or '28x28x1' -> (28, 28, 1)."""
     try:
         shape = tuple(int(part) for part in text.lower().split("x"))
@@ -26,7 +37,8 @@ def parse_image_shape(text):
     return shape
 
 
-def image_shape_for(num_features, given=None, path="train"):
+def image_shape_for(num_features: int, given: Sequence[int] | None = None,
+                    path: PathLike = "train") -> tuple[int, ...]:
     """The image shape of flat rows: given, or square single-channel."""
     if given is not None:
         if int(np.prod(given)) != num_features:
@@ -40,7 +52,7 @@ def image_shape_for(num_features, given=None, path="train"):
     return (side, side, 1)
 
 
-def to_images(rows, image_shape):
+def to_images(rows: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
     """Flat rows (n, H*W*C) -> images (n, H, W, C)."""
     return np.asarray(rows).reshape((len(rows), *image_shape))
 
@@ -49,7 +61,7 @@ FASHION_MNIST_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "S
                        "Bag", "Ankle boot")
 
 
-def upright(images, image_shape):
+def upright(images: npt.ArrayLike, image_shape: Sequence[int]) -> np.ndarray:
     """Images as the processed CSVs store them -> as people look at them.
 
     fMNIST_process.py stores every Fashion-MNIST image transposed, as the
@@ -62,7 +74,8 @@ def upright(images, image_shape):
     return images.transpose(0, 2, 1, 3).reshape(len(images), -1)
 
 
-def class_titles(dataset, classes, names=FASHION_MNIST_NAMES):
+def class_titles(dataset: Dataset, classes: Iterable[int],
+                 names: Sequence[str] = FASHION_MNIST_NAMES) -> list[str]:
     """'Ankle boot (40)': each class's name, by its original label, and its training
     count; 'label 7 (40)' where names has none."""
     titles = []
@@ -73,7 +86,7 @@ def class_titles(dataset, classes, names=FASHION_MNIST_NAMES):
     return titles
 
 
-def add_picture_options(parser, picture="the picture"):
+def add_picture_options(parser: argparse.ArgumentParser, picture: str = "the picture") -> None:
     """--as-stored and --names: how a picture for people shows the images and names its rows."""
     parser.add_argument("--as-stored", action="store_true",
                         help=f"draw {picture}'s images as the CSV stores them, for files that hold them "
@@ -85,6 +98,6 @@ def add_picture_options(parser, picture="the picture"):
                              "('' for label numbers)")
 
 
-def parse_names(text):
+def parse_names(text: str) -> tuple[str, ...]:
     """'a,b,c' -> ('a', 'b', 'c'); '' -> () (titles by label number)."""
     return tuple(part.strip() for part in text.split(",")) if text.strip() else ()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING, Any
 
 from gamo.backend import BACKEND
 from gamo.state import state_variable
@@ -14,6 +15,11 @@ from keras import layers, ops
 
 if BACKEND == "tensorflow":
     import tensorflow as tf
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from gamo.backend import Tensor
 
 
 @keras.saving.register_keras_serializable(package="gamo")
@@ -27,15 +33,16 @@ class LeakyReLU(layers.LeakyReLU):
     whole graph and prints "remapper failed ... missing node ... BiasAdd".
     Reading the output instead keeps the fusion (the feature extractor F's step)."""
 
-    def call(self, inputs):
+    def call(self, inputs: Tensor) -> Tensor:
+        """max(x, slope * x), its gradient read from the output on TensorFlow."""
         if BACKEND != "tensorflow":
             return super().call(inputs)
         return _leaky_relu_with_gradient_from_output(inputs, self.negative_slope)
 
 
-def _leaky_relu_with_gradient_from_output(inputs, slope):
+def _leaky_relu_with_gradient_from_output(inputs: Tensor, slope: float) -> Tensor:
     @tf.custom_gradient
-    def leaky_relu(x):
+    def leaky_relu(x: Tensor) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
         y = tf.nn.leaky_relu(x, alpha=slope)
         # LeakyReluGrad's arithmetic: the gradient where positive, else gradient * slope.
         return y, lambda dy: tf.where(y > 0, dy, dy * tf.cast(slope, dy.dtype))
@@ -46,24 +53,28 @@ def _leaky_relu_with_gradient_from_output(inputs, slope):
 class ConvexCombination(layers.Layer):
     """Weights (batch, n) times the n stored points: convex when the weights are."""
 
-    def __init__(self, num_points, num_features, **kwargs):
+    def __init__(self, num_points: int, num_features: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.num_points = num_points
         self.num_features = num_features
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        """The stored points: (num_points, num_features) zeros until set."""
         # The class's points are data, not parameters: a non-trainable weight,
         # so they are saved with the model and can be replaced (new features).
         self.points = self.add_weight(shape=(self.num_points, self.num_features),
                                       initializer="zeros", trainable=False, name="points")
 
-    def call(self, weights):
+    def call(self, weights: Tensor) -> Tensor:
+        """The weights' combinations of the points: (batch, num_features)."""
         return ops.matmul(weights, ops.cast(self.points, weights.dtype))
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, int]:
+        """(batch, num_features)."""
         return (input_shape[0], self.num_features)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
+        """The layer's configuration, with its sizes."""
         return {**super().get_config(), "num_points": self.num_points,
                 "num_features": self.num_features}
 
@@ -78,11 +89,12 @@ class CallSiteBatchNormalization(layers.BatchNormalization):
     the site, which writes the moving statistics (see CallSiteStatistics).
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.site = None
+        self.site: CallSiteStatistics | None = None
 
-    def call(self, inputs, training=None, mask=None):
+    def call(self, inputs: Tensor, training: bool | None = None, mask: Tensor | None = None) -> Tensor:
+        """Keras' BatchNormalization; in training inside a call site, the site keeps the statistics."""
         if not training or self.site is None or mask is not None:
             return super().call(inputs, training=training, mask=mask)
         mean, variance = ops.moments(inputs, axes=list(range(len(inputs.shape) - 1)))
@@ -104,7 +116,7 @@ class CallSiteStatistics:
     The variance averaged is the batch variance times n / (n - 1 - epsilon).
     """
 
-    def __init__(self, model, name):
+    def __init__(self, model: keras.Model, name: str) -> None:
         self.layers = [layer for layer in model.layers if isinstance(layer, CallSiteBatchNormalization)]
         self.accumulators = {layer.name: state_variable((2, layer.moving_mean.shape[0]),
                                                         f"{name}_{layer.name}_biased")
@@ -112,10 +124,11 @@ class CallSiteStatistics:
         self.counts = {layer.name: state_variable((), f"{name}_{layer.name}_step") for layer in self.layers}
 
     @property
-    def variables(self):
+    def variables(self) -> list[keras.Variable]:
+        """Each layer's accumulators and count."""
         return [v for layer in self.layers for v in (self.accumulators[layer.name], self.counts[layer.name])]
 
-    def record(self, layer, mean, variance, rows):
+    def record(self, layer: CallSiteBatchNormalization, mean: Tensor, variance: Tensor, rows: Tensor) -> None:
         """Average this call's batch statistics into the site's and write them into the layer."""
         decay = ops.convert_to_tensor(1.0 - layer.momentum, "float32")
         corrected = variance * (rows / (rows - (1.0 + layer.epsilon)))
@@ -129,7 +142,7 @@ class CallSiteStatistics:
 
 
 @contextlib.contextmanager
-def statistics_of_call_site(model, site):
+def statistics_of_call_site(model: keras.Model, site: CallSiteStatistics | None) -> Iterator[None]:
     """While inside, training calls of the model's CallSiteBatchNormalization
     layers leave their moving statistics to `site` (None: to Keras 3's average).
     Used while a step is traced: the choice is part of the compiled graph."""
@@ -152,19 +165,21 @@ class Sampling(layers.Layer):
     variance. consistent=True uses exp(0.5 * z_sigma), the textbook VAE.
     """
 
-    def __init__(self, consistent=False, seed=None, **kwargs):
+    def __init__(self, consistent: bool = False, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.consistent = consistent
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs):
+    def call(self, inputs: Sequence[Tensor]) -> Tensor:
+        """z from [z_mean, z_sigma]."""
         z_mean, z_sigma = inputs
         noise = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
         scale = ops.exp(0.5 * z_sigma) if self.consistent else ops.exp(z_sigma)
         return z_mean + scale * noise
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
+        """The layer's configuration, with its choice of scale and its seed."""
         return {**super().get_config(), "consistent": self.consistent, "seed": self.seed}
 
 
@@ -173,7 +188,7 @@ class Sampling(layers.Layer):
 STOCK_LAYERS = {LeakyReLU: layers.LeakyReLU, CallSiteBatchNormalization: layers.BatchNormalization}
 
 
-def with_stock_layers(model):
+def with_stock_layers(model: keras.Model) -> keras.Model:
     """The model to save: a copy with Keras' own layers where this project uses
     its stand-ins (F's LeakyReLU, the trunk's BatchNorm), so that the file loads
     with plain keras.models.load_model in a program that never imports gamo,

@@ -4,6 +4,7 @@ the paper's baseline, the classifier alone."""
 from __future__ import annotations
 
 import abc
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from gamo.state import merged_names, named_model_variables, named_optimizer_vari
 # isort: split
 import keras
 
+if TYPE_CHECKING:
+    from gamo.backend import Tensor
+
 
 class Learner(abc.ABC):
     """What the training loop and Run need of whatever learns."""
@@ -21,35 +25,38 @@ class Learner(abc.ABC):
     num_classes: int
 
     @abc.abstractmethod
-    def train_on_batch(self, x, y_onehot, rng):
+    def train_on_batch(self, x: np.ndarray, y_onehot: np.ndarray,
+                       rng: np.random.Generator) -> dict[str, Tensor]:
         """One batch's updates; random draws come from `rng`. Returns the
         batch's {loss name: value} (tensors) for the names of loss_names()."""
 
     @abc.abstractmethod
-    def loss_names(self):
+    def loss_names(self) -> tuple[str, ...]:
         """The names of the losses train_on_batch returns, in the record's order."""
 
     @abc.abstractmethod
-    def predict_batch(self, x):
+    def predict_batch(self, x: np.ndarray) -> Tensor:
         """The classifier's labels for a batch (a compiled function)."""
 
     @abc.abstractmethod
-    def classifier_updates(self):
+    def classifier_updates(self) -> int:
         """How many updates the classifier's optimiser has applied."""
 
     @abc.abstractmethod
-    def models(self):
+    def models(self) -> dict[str, keras.Model]:
         """Name prefix -> model, as the reference saves them."""
 
     @abc.abstractmethod
-    def named_state(self):
+    def named_state(self) -> dict[str, keras.Variable]:
         """{stable name: variable} of everything a checkpoint keeps: weights,
         optimiser and other states; the names are the checkpoint's keys."""
 
-    def state_variables(self):
+    def state_variables(self) -> list[keras.Variable]:
+        """Every variable of named_state, in its order."""
         return list(self.named_state().values())
 
-    def predict_labels(self, x, chunk=4096):
+    def predict_labels(self, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """The classifier's labels for all of `x`, `chunk` rows at a time."""
         return np.concatenate([to_numpy(self.predict_batch(x[start:start + chunk]))
                                for start in range(0, len(x), chunk)])
 
@@ -59,7 +66,8 @@ class ClassifierOnly(Learner):
     batch (GAMO's classifier without the game). With an `extractor` (the
     convolutional case) F and M learn together, F feeding M."""
 
-    def __init__(self, classifier, extractor=None, adam=None, jit=True):
+    def __init__(self, classifier: keras.Model, extractor: keras.Model | None = None,
+                 adam: AdamStates | None = None, jit: bool = True) -> None:
         self.classifier, self.extractor = classifier, extractor
         self.num_classes = classifier.output.shape[-1]
         self.adam = adam or AdamStates(0.0002, 0.5)
@@ -73,30 +81,39 @@ class ClassifierOnly(Learner):
             lambda x: keras.ops.argmax(self.outputs(x, training=False), axis=-1),
             [v for m in self.networks for v in m.variables], jit)
 
-    def outputs(self, x, training):
+    def outputs(self, x: Tensor, training: bool) -> Tensor:
+        """M's class probabilities (through F first, if there is one)."""
         features = self.extractor(x, training=training) if self.extractor is not None else x
         return self.classifier(features, training=training)
 
-    def step(self, x, targets):
+    def step(self, x: Tensor, targets: Tensor) -> dict[str, Tensor]:
+        """One update of M (and F) on a batch; its loss."""
         return {"M_real": update(self.opt_classifier, self.trainable,
                                  lambda: mse(targets, self.outputs(x, training=True)))}
 
-    def train_on_batch(self, x, y_onehot, rng):
+    def train_on_batch(self, x: np.ndarray, y_onehot: np.ndarray,
+                       rng: np.random.Generator) -> dict[str, Tensor]:
+        """One update on the batch (no random draws)."""
         return self.compiled_step(x, y_onehot)
 
-    def loss_names(self):
+    def loss_names(self) -> tuple[str, ...]:
+        """M's loss on the real batch."""
         return ("M_real",)
 
-    def predict_batch(self, x):
+    def predict_batch(self, x: np.ndarray) -> Tensor:
+        """The classifier's labels for a batch."""
         return self.compiled_predict(x)
 
-    def classifier_updates(self):
+    def classifier_updates(self) -> int:
+        """How many updates M's Adam state has applied."""
         return int(self.opt_classifier.iterations.numpy())
 
-    def models(self):
+    def models(self) -> dict[str, keras.Model]:
+        """F (if any) and M, by the reference's names."""
         return {**({"Conv": self.extractor} if self.extractor is not None else {}), "MLP": self.classifier}
 
-    def named_state(self):
+    def named_state(self) -> dict[str, keras.Variable]:
+        """The models' weights and the Adam states, by stable name."""
         return merged_names(
             *(named_model_variables(name, model) for name, model in self.models().items()),
             named_optimizer_variables("adam_M", self.opt_classifier), self.adam.named_variables())

@@ -4,13 +4,19 @@ recalls), accuracy, per-class TPR and the confusion matrix."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
 
 @dataclass(frozen=True)
 class Scores:
+    """A classifier's scores on one set: ACSA, GM, accuracy, per-class TPR, confusion matrix."""
+
     acsa: float
     gm: float
     acc: float
@@ -18,7 +24,7 @@ class Scores:
     conf_mat: np.ndarray
 
 
-def scores(true_labels, predicted_labels, num_classes):
+def scores(true_labels: npt.ArrayLike, predicted_labels: npt.ArrayLike, num_classes: int) -> Scores:
     """ACSA (mean per-class recall), GM (geometric mean of recalls), accuracy."""
     conf_mat = confusion_matrix(true_labels, predicted_labels, labels=np.arange(num_classes))
     support = conf_mat.sum(axis=1)

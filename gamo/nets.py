@@ -6,11 +6,20 @@ defaults are the reference's."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gamo.layers import CallSiteBatchNormalization, ConvexCombination, LeakyReLU
 
 # isort: split
 import keras
 from keras import layers
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy.typing as npt
+
+    from gamo.backend import Tensor
 
 LEAKY_SLOPE = 0.1
 BN_MOMENTUM = 0.9
@@ -19,7 +28,7 @@ TRUNK_WIDTHS = (256, 64)          # generator trunk; the last is the code size
 LATENT_DIM = 100
 
 
-def _leaky_mlp(inputs, widths, name):
+def _leaky_mlp(inputs: Tensor, widths: Sequence[int], name: str) -> Tensor:
     hidden = inputs
     for index, width in enumerate(widths):
         hidden = layers.Dense(width, name=f"{name}_dense_{index}")(hidden)
@@ -27,7 +36,8 @@ def _leaky_mlp(inputs, widths, name):
     return hidden
 
 
-def build_classifier(num_features, num_classes, widths=HIDDEN_WIDTHS, name="classifier"):
+def build_classifier(num_features: int, num_classes: int, widths: Sequence[int] = HIDDEN_WIDTHS,
+                     name: str = "classifier") -> keras.Model:
     """M: features -> Dense/LeakyReLU(0.1) stack -> softmax over the classes."""
     features = keras.Input((num_features,), name="features")
     hidden = _leaky_mlp(features, widths, name)
@@ -35,7 +45,8 @@ def build_classifier(num_features, num_classes, widths=HIDDEN_WIDTHS, name="clas
     return keras.Model(features, probabilities, name=name)
 
 
-def build_discriminator(num_features, num_classes, widths=HIDDEN_WIDTHS, name="discriminator"):
+def build_discriminator(num_features: int, num_classes: int, widths: Sequence[int] = HIDDEN_WIDTHS,
+                        name: str = "discriminator") -> keras.Model:
     """D: [features, one-hot label] -> Dense/LeakyReLU(0.1) stack -> P(real)."""
     features = keras.Input((num_features,), name="features")
     label = keras.Input((num_classes,), name="label")
@@ -45,7 +56,8 @@ def build_discriminator(num_features, num_classes, widths=HIDDEN_WIDTHS, name="d
     return keras.Model([features, label], real, name=name)
 
 
-def build_generator_trunk(latent_dim, num_classes, widths=TRUNK_WIDTHS, name="generator"):
+def build_generator_trunk(latent_dim: int, num_classes: int, widths: Sequence[int] = TRUNK_WIDTHS,
+                          name: str = "generator") -> keras.Model:
     """The conditional transient mapping unit: [noise, label] -> a code of widths[-1]."""
     noise = keras.Input((latent_dim,), name="noise")
     label = keras.Input((num_classes,), name="label")
@@ -60,7 +72,7 @@ CONVEX_WEIGHTS = "convex_weights"
 CONVEX_COMBINATION = "convex_combination"
 
 
-def build_igu(code_dim, num_points, num_features, name="igu"):
+def build_igu(code_dim: int, num_points: int, num_features: int, name: str = "igu") -> keras.Model:
     """IGU_k: code -> softmax weights over class k's points -> their weighted sum."""
     code = keras.Input((code_dim,), name="code")
     weights = layers.Dense(num_points, activation="softmax", name=CONVEX_WEIGHTS)(code)
@@ -68,16 +80,17 @@ def build_igu(code_dim, num_points, num_features, name="igu"):
     return keras.Model(code, sample, name=name)
 
 
-def set_class_points(igu, points):
+def set_class_points(igu: keras.Model, points: npt.ArrayLike) -> None:
     """Give an IGU the current points of its class (pixels, or features that change)."""
     igu.get_layer(CONVEX_COMBINATION).points.assign(points)
 
 
-def class_points(igu):
+def class_points(igu: keras.Model) -> keras.Variable:
+    """The points an IGU combines (a non-trainable weight)."""
     return igu.get_layer(CONVEX_COMBINATION).points
 
 
-def convex_weights_model(igu):
+def convex_weights_model(igu: keras.Model) -> keras.Model:
     """The part of an IGU that gives the convex weights of its class's points."""
     return keras.Model(igu.input, igu.get_layer(CONVEX_WEIGHTS).output)
 
@@ -88,8 +101,9 @@ FILTERS = 32
 KERNEL_SIZE = 5
 
 
-def build_feature_extractor(image_shape=IMAGE_SHAPE, num_features=NUM_FEATURES,
-                            filters=FILTERS, kernel_size=KERNEL_SIZE, name="Conv"):
+def build_feature_extractor(image_shape: Sequence[int] = IMAGE_SHAPE, num_features: int = NUM_FEATURES,
+                            filters: int = FILTERS, kernel_size: int = KERNEL_SIZE,
+                            name: str = "Conv") -> keras.Model:
     """F: two (Conv 5x5 same, LeakyReLU 0.1, AveragePooling 2x2) blocks, Dense tanh."""
     images = keras.Input(tuple(image_shape), name="images")
     hidden = images

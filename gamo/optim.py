@@ -3,21 +3,31 @@ reference's Keras 2.2 arithmetic with its shared step counter, or Keras 3's)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from gamo.backend import COUNTER_DTYPE, value_and_gradients, without_gradient_tracking
 from gamo.state import state_variable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from typing import TypeAlias
+
+    from gamo.backend import LossValue, Tensor
 
 # isort: split
 import keras
 from keras import ops
 
 
-def mse(target, output):
+def mse(target: Tensor, output: Tensor) -> Tensor:
+    """The mean squared error, over every element."""
     return ops.mean(ops.square(ops.subtract(target, output)))
 
 
-def update(optimizer, variables, loss_fn):
+def update(optimizer: AdamState, variables: Sequence[keras.Variable],
+           loss_fn: Callable[[], LossValue]) -> LossValue:
     """One gradient step of `optimizer` on `variables` against loss_fn()."""
     loss, gradients = value_and_gradients(loss_fn, variables)
     with without_gradient_tracking():
@@ -25,7 +35,7 @@ def update(optimizer, variables, loss_fn):
     return loss
 
 
-def labels_of(model):
+def labels_of(model: keras.Model) -> Callable[[Tensor], Tensor]:
     """A function: inputs -> the model's predicted labels (inference mode)."""
     return lambda x: ops.argmax(model(x, training=False), axis=-1)
 
@@ -39,10 +49,11 @@ class FlatAdam:
     split back: Keras' Adam's formulas in its order (equal up to float rounding).
     """
 
-    def __init__(self, lr, beta1, beta2=0.999, epsilon=1e-7):
+    def __init__(self, lr: float, beta1: float, beta2: float = 0.999, epsilon: float = 1e-7) -> None:
         self.lr, self.beta1, self.beta2, self.epsilon = lr, beta1, beta2, epsilon
 
-    def build(self, variables):
+    def build(self, variables: Sequence[keras.Variable]) -> None:
+        """The state for these variables: the step counter and both moments, zero."""
         self.sizes = [int(np.prod(variable.shape)) for variable in variables]
         total = sum(self.sizes)
         self.iterations = state_variable((), "iterations", COUNTER_DTYPE)
@@ -51,7 +62,8 @@ class FlatAdam:
         self.variables = [self.iterations, self.momentum, self.velocity]
         self.names = ["iterations", "m", "v"]
 
-    def apply(self, gradients, variables):
+    def apply(self, gradients: Sequence[Tensor], variables: Sequence[keras.Variable]) -> None:
+        """One Adam step of the variables (those of build, in order) down their gradients."""
         gradient = flat(gradients)
         step = ops.cast(self.iterations + 1, "float32")
         alpha = self.lr * ops.sqrt(1 - ops.power(self.beta2, step)) / (1 - ops.power(self.beta1, step))
@@ -63,11 +75,12 @@ class FlatAdam:
         self.iterations.assign_add(1)
 
 
-def flat(tensors):
+def flat(tensors: Iterable[Tensor]) -> Tensor:
+    """The tensors flattened and concatenated, in order."""
     return ops.concatenate([ops.reshape(t, [-1]) for t in tensors], axis=0)
 
 
-def subtract_pieces(variables, change, sizes):
+def subtract_pieces(variables: Sequence[keras.Variable], change: Tensor, sizes: Sequence[int]) -> None:
     """variable -= its piece of the flat `change`, for each variable in order."""
     for variable, piece in zip(variables, ops.split(change, np.cumsum(sizes)[:-1].tolist())):
         variable.assign_sub(ops.reshape(piece, variable.shape))
@@ -86,12 +99,14 @@ class ReferenceAdam:
     `iterations` counts this state's own updates.
     """
 
-    def __init__(self, lr, beta1, counter, flat=False, beta2=0.999, epsilon=1e-7):
+    def __init__(self, lr: float, beta1: float, counter: keras.Variable, flat: bool = False,
+                 beta2: float = 0.999, epsilon: float = 1e-7) -> None:
         self.lr, self.beta1, self.beta2 = (ops.convert_to_tensor(value, "float32")
                                            for value in (lr, beta1, beta2))
         self.epsilon, self.counter, self.flat = epsilon, counter, flat
 
-    def build(self, variables):
+    def build(self, variables: Sequence[keras.Variable]) -> None:
+        """The moments for these variables (one flat pair if flat), zero, and the update count."""
         self.sizes = [int(np.prod(v.shape)) for v in variables]
         shapes = [(sum(self.sizes),)] if self.flat else [v.shape for v in variables]
         self.moments = [state_variable(shape, "m") for shape in shapes]
@@ -101,7 +116,8 @@ class ReferenceAdam:
         tracked = ["all"] if self.flat else [v.path for v in variables]   # each moment by its variable
         self.names = ["updates", *(f"m:{path}" for path in tracked), *(f"v:{path}" for path in tracked)]
 
-    def apply(self, gradients, variables):
+    def apply(self, gradients: Sequence[Tensor], variables: Sequence[keras.Variable]) -> None:
+        """One step of the variables (those of build, in order); the shared counter advances."""
         t = ops.cast(self.counter, "float32") + 1
         lr_t = self.lr * (ops.sqrt(1.0 - ops.power(self.beta2, t)) / (1.0 - ops.power(self.beta1, t)))
         if self.flat:
@@ -113,12 +129,16 @@ class ReferenceAdam:
         self.counter.assign_add(1)
         self.iterations.assign_add(1)
 
-    def _moments_step(self, m, v, g, lr_t):
+    def _moments_step(self, m: keras.Variable, v: keras.Variable, g: Tensor, lr_t: Tensor) -> Tensor:
         m_t = self.beta1 * m + (1.0 - self.beta1) * g
         v_t = self.beta2 * v + (1.0 - self.beta2) * ops.square(g)
         m.assign(m_t)
         v.assign(v_t)
         return lr_t * m_t / (ops.sqrt(v_t) + self.epsilon)
+
+
+# One Adam state: Keras 3's Adam, FlatAdam or ReferenceAdam (what AdamStates.new gives).
+AdamState: TypeAlias = keras.optimizers.Adam | FlatAdam | ReferenceAdam
 
 
 class AdamStates:
@@ -132,11 +152,13 @@ class AdamStates:
     (FlatAdam for flat states).
     """
 
-    def __init__(self, lr, beta1, shared_counter=True):
+    def __init__(self, lr: float, beta1: float, shared_counter: bool = True) -> None:
         self.lr, self.beta1 = lr, beta1
         self.counter = state_variable((), "shared_iterations", COUNTER_DTYPE) if shared_counter else None
 
-    def new(self, variables, flat=False):
+    def new(self, variables: Sequence[keras.Variable], flat: bool = False) -> AdamState:
+        """A state for these variables, built: fresh moments (flat: in one buffer)."""
+        optimizer: AdamState
         if self.counter is not None:
             optimizer = ReferenceAdam(self.lr, self.beta1, self.counter, flat=flat)
         elif flat:
@@ -147,9 +169,10 @@ class AdamStates:
         return optimizer
 
     @property
-    def variables(self):
+    def variables(self) -> list[keras.Variable]:
         """What a checkpoint keeps besides the states themselves: the shared counter."""
         return [self.counter] if self.counter is not None else []
 
-    def named_variables(self):
+    def named_variables(self) -> dict[str, keras.Variable]:
+        """{stable name: variable} of what `variables` holds."""
         return {"adam/shared_iterations": self.counter} if self.counter is not None else {}

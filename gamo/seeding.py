@@ -7,6 +7,7 @@ import copy
 import importlib.util
 import random
 import sys
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,8 +21,11 @@ from keras.src.backend.common import global_state as keras_global_state
 if BACKEND == "torch":
     import torch
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
-def set_random_seed(seed):
+
+def set_random_seed(seed: int) -> None:
     """keras.utils.set_random_seed: Python's, NumPy's and Keras' seeds. It also
     seeds TensorFlow wherever TensorFlow is installed, whatever the backend;
     imported here first, TensorFlow starts without its console lines."""
@@ -35,7 +39,7 @@ KERAS_SEED, KERAS_SEED_GENERATOR = "global_random_seed", "global_seed_generator"
 
 
 @contextlib.contextmanager
-def global_random_state_kept():
+def global_random_state_kept() -> Iterator[None]:
     """Inside, code may reseed the process' global random generators (Python's,
     NumPy's, Keras', TensorFlow's, PyTorch's: set_random_seed does); on leaving,
     the caller's states are put back, as a scikit-learn estimator leaves them."""
@@ -57,13 +61,13 @@ def global_random_state_kept():
             torch.set_rng_state(torch_state)
 
 
-def _tensorflow_context():
+def _tensorflow_context() -> Any:
     from tensorflow.python.eager import context
 
     return context.context()
 
 
-def _tensorflow_seed_state():
+def _tensorflow_seed_state() -> tuple[Any, Any] | None:
     """TensorFlow's global seed and its op-seed sequence (tf.random.set_seed's state;
     TensorFlow has no public getter), if TensorFlow is loaded."""
     if "tensorflow" not in sys.modules:
@@ -72,7 +76,7 @@ def _tensorflow_seed_state():
     return context._seed, copy.deepcopy(getattr(context, "_rng", None))
 
 
-def _restore_tensorflow_seed(seed, sequence):
+def _restore_tensorflow_seed(seed: int | None, sequence: Any) -> None:
     context = _tensorflow_context()
     context._seed = seed
     if sequence is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,12 @@ from gamo.run.loop import Pass, Run, class_counts, evaluation, train
 from gamo.run.report import print_summary
 from gamo.run.settings import TrainingSettings, add_training_options, new_parser, settings_from
 from gamo.seeding import set_random_seed
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+
+    from gamo.metrics import Scores
 
 # Method -> (what it trains, the default output folder's suffix).
 METHODS = {
@@ -50,27 +57,31 @@ class Settings(TrainingSettings):
     standard_batchnorm: bool = False  # Keras 3's moving average in the trunk (not the reference's)
 
     @property
-    def method(self):
+    def method(self) -> str:
         """gamo, gamo-nodis, baseline or smote."""
         if self.smote or self.classifier_only:
             return "smote" if self.smote else "baseline"
         return "gamo-nodis" if self.no_discriminator else "gamo"
 
     @property
-    def is_baseline(self):
+    def is_baseline(self) -> bool:
+        """True for the baselines (--classifier-only, --smote)."""
         return self.method in ("baseline", "smote")
 
-    def positive_integers(self):
+    def positive_integers(self) -> tuple[str, ...]:
+        """The shared ones, the latent size and the evaluation period."""
         return (*super().positive_integers(), "latent_dim", "eval_every")
 
-    def data_files(self):
+    def data_files(self) -> tuple[str, ...]:
+        """The training and the test file."""
         return ("train", "test")
 
-    def uncompared(self):
+    def uncompared(self) -> tuple[str, ...]:
         """--steps too: a finished run continues to more steps with --resume."""
         return (*super().uncompared(), "steps")
 
-    def validate(self):
+    def validate(self) -> None:
+        """InputError for a setting out of range; the default output folder, if none is given."""
         super().validate()
         for name in ("steps", "eval_every", "save_every"):    # step grows by 2 per batch
             if getattr(self, name) % 2:
@@ -83,7 +94,7 @@ class Settings(TrainingSettings):
             self.out_dir = f"{stem}_{METHODS[self.method][1]}"
 
 
-def add_game_options(parser, defaults):
+def add_game_options(parser: argparse.ArgumentParser, defaults: Settings) -> None:
     """Options of the dense and the convolutional GAMO scripts."""
     add_training_options(
         parser, defaults, train_help="training CSV: features, then the label as the last column",
@@ -111,14 +122,16 @@ def add_game_options(parser, defaults):
                              "zero-debiased average, with n / (n - 1 - epsilon) on the variance)")
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of dense_gamo_main.py."""
     parser = new_parser("Train GAMO (Generative Adversarial Minority Oversampling) on feature "
                         "vectors; defaults are the reference's.")
     add_game_options(parser, Settings())
     return parser
 
 
-def main(argv=None, after_batch=None):
+def main(argv: Sequence[str] | None = None, after_batch: Callable[[Run], object] | None = None) -> Scores:
+    """Train as the command line says; the final test scores."""
     settings = settings_from(build_parser().parse_args(argv), Settings)
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale)
     claim_output_dir(settings)
@@ -127,10 +140,11 @@ def main(argv=None, after_batch=None):
     rng = np.random.default_rng(settings.seed)
     x, y = training_rows(dataset, rng, settings.seed if settings.smote else None, settings.train)
     print_summary(settings, dataset, y, METHODS[settings.method][0])
+    # GAMO's Players where not settings.is_baseline, which mypy cannot see (build_learner's result).
     if not settings.is_baseline:
-        learner.players.set_class_points(x, y)
+        learner.players.set_class_points(x, y)  # type: ignore[union-attr]
     run = Run(settings, learner, evaluation(learner, dataset), rng, class_counts(dataset, y),
-              pictures=None if settings.is_baseline else learner.players.sample_grid,
+              pictures=None if settings.is_baseline else learner.players.sample_grid,  # type: ignore[union-attr]
               image_side=square_side(dataset.x_train.shape[1]))
     if settings.resume:
         run.resume()
@@ -138,6 +152,6 @@ def main(argv=None, after_batch=None):
                                             batch_slices(len(y), settings.batch_size))), after_batch)
 
 
-def cli():
+def cli() -> None:
     """The installed command (pyproject.toml's [project.scripts])."""
     run_cli(main)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,19 +32,30 @@ from gamo.run.report import print_summary  # noqa: E402
 from gamo.run.settings import new_parser, settings_from  # noqa: E402
 from gamo.seeding import set_random_seed  # noqa: E402
 
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+    from gamo.learner import Learner
+    from gamo.metrics import Scores
+
 
 @dataclass
 class ConvSettings(Settings):
+    """Everything a convolutional GAMO run depends on; saved beside its results."""
+
     train: str = "fMnist_100_trainData.csv"
     test: str = "fMnist_100_testData.csv"
-    image_shape: tuple | None = None
+    image_shape: tuple[int, ...] | None = None
     num_features: int = nets.NUM_FEATURES
 
-    def positive_integers(self):
+    def positive_integers(self) -> tuple[str, ...]:
+        """The dense script's, and the size of F's features."""
         return (*super().positive_integers(), "num_features")
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of fashion_mnist_gamo_main.py."""
     parser = new_parser("Train convolutional GAMO: a feature extractor learned with the classifier, "
                         "and GAMO in its feature space; defaults are the reference's.")
     defaults = ConvSettings()
@@ -55,7 +67,8 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> Scores:
+    """Train as the command line says; the final test scores."""
     settings = settings_from(build_parser().parse_args(argv), ConvSettings)
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale,
                            missing_hint="fMNIST_process.py")
@@ -63,10 +76,13 @@ def main(argv=None):
     claim_output_dir(settings)
     set_random_seed(settings.seed)
     extractor = nets.build_feature_extractor(settings.image_shape, settings.num_features)
+    # ClassifierOnly for the baselines, else FeatureGamo over build_learner's Gamo: settings.is_baseline
+    # decides, which mypy cannot follow (the ignores below).
+    learner: Learner
     if settings.is_baseline:
         learner = build_learner(settings, settings.num_features, dataset.imbalance, extractor=extractor)
     else:
-        learner = FeatureGamo(extractor, build_learner(settings, settings.num_features, dataset.imbalance),
+        learner = FeatureGamo(extractor, build_learner(settings, settings.num_features, dataset.imbalance),  # type: ignore[arg-type]
                               settings.batch_size, jit=settings.jit)
     rng = np.random.default_rng(settings.seed)
     x, y = training_rows(dataset, rng, settings.seed if settings.smote else None, settings.train)
@@ -77,16 +93,16 @@ def main(argv=None):
     if settings.is_baseline:
         evaluate = evaluation(learner, dataset, lambda rows: to_images(rows, settings.image_shape))
     else:
-        evaluate = learner.evaluation(images, y, test_images, dataset.y_test)
+        evaluate = learner.evaluation(images, y, test_images, dataset.y_test)  # type: ignore[union-attr]
     run = Run(settings, learner, evaluate, rng, class_counts(dataset, y))
     if settings.resume:
         run.resume()
     if settings.is_baseline:
         return train(run, itertools.repeat(Pass(images, onehot, slices)))
-    return train(run, learner.rounds(images, y, onehot, slices, rng,
+    return train(run, learner.rounds(images, y, onehot, slices, rng,  # type: ignore[union-attr]
                                      resumed_mid_pass=(run.step // 2) % len(slices) != 0))
 
 
-def cli():
+def cli() -> None:
     """The installed command (pyproject.toml's [project.scripts])."""
     run_cli(main)

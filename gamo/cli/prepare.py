@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gamo.errors import run_cli
 from gamo.files import prepare_output_dir
@@ -21,8 +22,14 @@ from gamo.prepare import (
 )
 from gamo.run.settings import new_parser
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def parse_counts(text):
+    from gamo.prepare import DatasetSpec
+
+
+def parse_counts(text: str) -> tuple[int, ...]:
+    """'4000,2000,...' -> the training images per original label (10 positive integers)."""
     try:
         counts = tuple(int(part) for part in text.split(","))
     except ValueError:
@@ -32,7 +39,8 @@ def parse_counts(text):
     return counts
 
 
-def build_parser(spec):
+def build_parser(spec: DatasetSpec) -> argparse.ArgumentParser:
+    """The command line of MNIST_process.py or fMNIST_process.py."""
     parser = new_parser(f"Build the imbalanced {spec.name} benchmark of the GAMO paper "
                         "(IR 100: 4000, 2000, ..., 40 training images; 100 test images per class).")
     parser.add_argument("--train-csv", help="training CSV, label in the first column then 784 "
@@ -68,7 +76,8 @@ def build_parser(spec):
     return parser
 
 
-def main(argv=None, spec=MNIST):
+def main(argv: Sequence[str] | None = None, spec: DatasetSpec = MNIST) -> str:
+    """Draw and write the benchmark's files; their name prefix."""
     args = build_parser(spec).parse_args(argv)
     prepare_output_dir(args.out_dir)
     prefix, train, test, note = prepare(args, spec)
@@ -84,15 +93,16 @@ def main(argv=None, spec=MNIST):
     return prefix
 
 
-def cli():
+def cli() -> None:
     """The installed command (pyproject.toml's [project.scripts])."""
     run_cli(main)
 
 
-def fashion_mnist_main(argv=None):
+def fashion_mnist_main(argv: Sequence[str] | None = None) -> str:
+    """main for Fashion-MNIST (fMNIST_process.py)."""
     return main(argv, FASHION_MNIST)
 
 
-def fashion_mnist_cli():
+def fashion_mnist_cli() -> None:
     """The installed command gamo-fmnist-process."""
     run_cli(fashion_mnist_main)

@@ -12,6 +12,7 @@ import tempfile
 import zipfile
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,13 +20,29 @@ from gamo.errors import InputError, NotFinite, RunError, WriteError, one_line
 from gamo.files import current_umask, read_npz, write_npz
 from gamo.run.settings import comparable, first_difference
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
-def write_checkpoint(root, number, variables, state, arrays, keep=2):
+    import keras
+    import numpy.typing as npt
+
+    from gamo.files import PathLike
+    from gamo.run.settings import TrainingSettings
+
+    # {stable name: variable}: what a checkpoint stores, and what it is read back into.
+    NamedVariables = Mapping[str, keras.Variable]
+    # check(state, arrays): raises for a checkpoint's content that does not fit.
+    Check = Callable[[dict[str, Any], dict[str, np.ndarray]], object]
+
+
+def write_checkpoint(root: PathLike, number: int, variables: NamedVariables, state: Mapping[str, Any],
+                     arrays: Mapping[str, npt.ArrayLike], keep: int = 2) -> None:
     """Write <root>/step_<number>/ (variables.npz, arrays.npz, state.json) into a
     temporary folder, then rename it; keep the newest `keep` checkpoints. A
     failed write leaves the earlier checkpoints as they were (WriteError).
     `variables` is {stable name: variable}: each value is stored under its name."""
     root = Path(root)
+    tmp: Path | None
     final, tmp = root / f"step_{number}", None
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -47,7 +64,7 @@ def write_checkpoint(root, number, variables, state, arrays, keep=2):
         shutil.rmtree(old, ignore_errors=True)
 
 
-def finite_values(variables, number, root):
+def finite_values(variables: NamedVariables, number: int, root: PathLike) -> dict[str, np.ndarray]:
     """{name: array} of the variables; NotFinite if a weight or state is NaN or infinite
     (a diverged update whose loss was still finite): such a state is never a checkpoint."""
     values = {name: np.asarray(v) for name, v in variables.items()}
@@ -58,7 +75,8 @@ def finite_values(variables, number, root):
     return values
 
 
-def newest_checkpoint_line(root):
+def newest_checkpoint_line(root: PathLike) -> str:
+    """Which checkpoint in `root` is the newest (the last good state), for messages."""
     newest = max(checkpoints_in(root), default=None)
     return f"the newest, {newest[1]}, is the last good state" if newest else "no checkpoint had been written"
 
@@ -72,7 +90,9 @@ UNREADABLE = (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zi
               NotImplementedError, RuntimeError, OverflowError, zlib.error, struct.error)
 
 
-def read_checkpoint(root, settings, variables, check=None):
+def read_checkpoint(root: PathLike, settings: TrainingSettings,
+                    variables: NamedVariables | Callable[[dict[str, Any]], NamedVariables],
+                    check: Check | None = None) -> tuple[Path, dict[str, Any], dict[str, np.ndarray]]:
     """Load the newest usable checkpoint in `root` into `variables`; return
     (folder, state, arrays).
 
@@ -86,7 +106,7 @@ def read_checkpoint(root, settings, variables, check=None):
     found = sorted(checkpoints_in(root), reverse=True)
     if not found:
         raise InputError(f"{root}: no checkpoint to resume from")
-    damaged = []
+    damaged: list[str] = []
     for _, folder in found:
         try:
             state, targets, values, arrays = load_checkpoint(folder, settings, variables, check)
@@ -100,7 +120,10 @@ def read_checkpoint(root, settings, variables, check=None):
     raise InputError(f"{root}: no usable checkpoint ({'; '.join(damaged)}); nothing was changed")
 
 
-def load_checkpoint(folder, settings, variables, check):
+def load_checkpoint(folder: Path, settings: TrainingSettings,
+                    variables: NamedVariables | Callable[[dict[str, Any]], NamedVariables],
+                    check: Check | None) -> tuple[dict[str, Any], list[keras.Variable], list[np.ndarray],
+                                                  dict[str, np.ndarray]]:
     """Every file of one checkpoint, read and checked: (state, variables, their values, arrays)."""
     try:
         state = json.loads((folder / "state.json").read_text())
@@ -112,6 +135,7 @@ def load_checkpoint(folder, settings, variables, check):
     if difference:
         raise InputError(f"{folder}: the checkpoint was written by another run ({difference}); resume "
                          "with the checkpoint's settings and data")
+    values: dict[str, np.ndarray] | list[np.ndarray]     # as read, then in the order of targets
     try:
         targets = variables(state) if callable(variables) else variables
         values = read_npz(folder / "variables.npz")
@@ -127,7 +151,7 @@ def load_checkpoint(folder, settings, variables, check):
     return state, list(targets.values()), values, arrays
 
 
-def values_by_name(folder, targets, values):
+def values_by_name(folder: Path, targets: NamedVariables, values: dict[str, np.ndarray]) -> list[np.ndarray]:
     """The stored values in the order of `targets` ({name: variable}), each
     checked against its variable's shape and kind of number. Checkpoints of the
     first format (arr_0, arr_1, ... in the order of the variables) are read by
@@ -147,12 +171,12 @@ def values_by_name(folder, targets, values):
     return [values[name] for name in targets]
 
 
-def standard_dtype(dtype):
+def standard_dtype(dtype: Any) -> str:
     """A variable's dtype as NumPy names it (Keras gives strings, TensorFlow DType objects)."""
     return getattr(dtype, "name", str(dtype)).replace("torch.", "")
 
 
-def checkpoints_in(root):
+def checkpoints_in(root: PathLike) -> list[tuple[int, Path]]:
     """(step, folder) of every complete checkpoint (temporary folders excluded)."""
     root = Path(root)
     if not root.is_dir():
@@ -161,12 +185,13 @@ def checkpoints_in(root):
             if p.is_dir() and p.name.startswith("step_") and p.name.split("_")[1].isdigit()]
 
 
-def generator_states(*generators):
+def generator_states(*generators: np.random.Generator) -> list[Mapping[str, Any]]:
     """The bit-generator states of NumPy generators, for state.json."""
     return [generator.bit_generator.state for generator in generators]
 
 
-def restore_generators(states, *generators):
+def restore_generators(states: object, *generators: np.random.Generator) -> None:
+    """Put back the states of generator_states (from state.json); ValueError if they do not fit."""
     if not isinstance(states, list) or len(states) != len(generators):
         raise ValueError(f"expected the states of {len(generators)} random generators")
     for generator, state in zip(generators, states):

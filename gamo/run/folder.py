@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gamo.errors import InputError, WriteError, one_line
 from gamo.files import prepare_output_dir, save_json
@@ -13,13 +14,19 @@ from gamo.run.settings import comparable, first_difference
 try:
     import fcntl
 except ImportError:          # not on Windows: no folder locks there
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from typing import IO
+
+    from gamo.files import PathLike
+    from gamo.run.settings import TrainingSettings
 
 
-_HELD_LOCKS = {}     # output folder -> its open lock file, held until this process ends
+_HELD_LOCKS: dict[str, IO[str]] = {}     # output folder -> its open lock file, held until this process ends
 
 
-def lock_output_dir(out_dir):
+def lock_output_dir(out_dir: PathLike) -> None:
     """One writer per output folder: an OS lock on <out_dir>/.lock (which names
     the holder's process id), held until this process ends. The OS releases it
     when the process ends in any way, so a killed run leaves no lock behind."""
@@ -45,7 +52,7 @@ def lock_output_dir(out_dir):
     _HELD_LOCKS[key] = stream
 
 
-def claim_output_dir(settings):
+def claim_output_dir(settings: TrainingSettings) -> Path:
     """Create the output folder; refuse one that holds another run's outputs.
 
     A run with the same settings may write there again (or resume); a run with

@@ -4,12 +4,21 @@ keys) and the players' mean losses between evaluations (losses.csv)."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gamo.errors import NotFinite
 from gamo.files import atomic_path
 from gamo.run.checkpoint import newest_checkpoint_line
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    import numpy.typing as npt
+
+    from gamo.files import PathLike
+    from gamo.metrics import Scores
 
 RECORD_KEYS = ("acsaSaveTr", "gmSaveTr", "accSaveTr", "acsaSaveTs", "gmSaveTs", "accSaveTs",
                "confMatSaveTr", "confMatSaveTs", "tprSaveTr", "tprSaveTs")
@@ -22,7 +31,7 @@ LOSS_PLAYERS = {"M_real": "the classifier M on real rows", "M_fake": "the classi
                 "reconstruction": "the VAE's reconstruction term", "KL": "the VAE's KL term"}
 
 
-def describe_loss(name):
+def describe_loss(name: str) -> str:
     """Whose loss `name` is, in words: G_M_3 -> the generator of class 3 against M."""
     if name in LOSS_PLAYERS:
         return LOSS_PLAYERS[name]
@@ -36,14 +45,15 @@ class LossMeans:
     """The players' losses of every batch since the last evaluation, summed per
     name; `take()` gives their means and starts the next interval."""
 
-    def __init__(self, names):
+    def __init__(self, names: Iterable[str]) -> None:
         self.names = tuple(names)
         self.index = {name: i for i, name in enumerate(self.names)}
         self.sums = np.zeros(len(self.names))
         self.counts = np.zeros(len(self.names), np.int64)
-        self.latest = {}
+        self.latest: dict[str, float] = {}
 
-    def add(self, losses, step, checkpoint_root, where=""):
+    def add(self, losses: Mapping[str, npt.ArrayLike], step: int, checkpoint_root: PathLike,
+            where: str = "") -> None:
         """Add one batch's {name: value or array of values}; raise NotFinite
         naming the player, `where` and the step, and the last good checkpoint
         in `checkpoint_root`, if any is NaN or infinite."""
@@ -60,21 +70,22 @@ class LossMeans:
             if values.size:
                 self.latest[name] = values[-1]
 
-    def means(self):
+    def means(self) -> dict[str, float]:
         """Each name's mean since the previous take (NaN where no batch gave one)."""
         means = np.where(self.counts > 0, self.sums / np.maximum(self.counts, 1), np.nan)
         return dict(zip(self.names, means))
 
-    def take(self):
+    def take(self) -> dict[str, float]:
         """The means, and a new interval begins."""
         means = self.means()
         self.sums[:], self.counts[:] = 0, 0
         return means
 
-    def state(self):
+    def state(self) -> dict[str, np.ndarray]:
+        """The sums and counts so far, for a checkpoint."""
         return {"loss_sums": self.sums, "loss_counts": self.counts}
 
-    def restore(self, arrays):
+    def restore(self, arrays: Mapping[str, np.ndarray]) -> None:
         """The sums of a checkpoint (one written before losses were recorded has none)."""
         if "loss_sums" in arrays and len(arrays["loss_sums"]) == len(self.names):
             self.sums[:], self.counts[:] = arrays["loss_sums"], arrays["loss_counts"]
@@ -84,7 +95,7 @@ class Record:
     """Scores at every evaluation: index step / eval_every, the final one last;
     with `loss_names`, each loss's mean over the batches since the previous evaluation."""
 
-    def __init__(self, steps, eval_every, num_classes, loss_names=()):
+    def __init__(self, steps: int, eval_every: int, num_classes: int, loss_names: Iterable[str] = ()) -> None:
         self.length = math.ceil(steps / eval_every) + 1
         c = num_classes
         self.arrays = {key: np.zeros((self.length, c, c) if "confMat" in key else
@@ -94,7 +105,9 @@ class Record:
         self.arrays.update({f"loss_{name}": np.full(self.length, np.nan) for name in self.loss_names})
         self.steps_seen = np.full(self.length, -1)
 
-    def store(self, index, step, train, test, losses=None):
+    def store(self, index: int, step: int, train: Scores, test: Scores,
+              losses: Mapping[str, float] | None = None) -> None:
+        """The scores (and mean losses) of the evaluation at `index`; past the end, nothing."""
         if index >= self.length:
             return
         self.steps_seen[index] = step
@@ -107,11 +120,11 @@ class Record:
             self.arrays[f"tprSave{suffix}"][index] = result.tpr
             self.arrays[f"confMatSave{suffix}"][index] = result.conf_mat
 
-    def state(self):
+    def state(self) -> dict[str, np.ndarray]:
         """The record as arrays for a checkpoint."""
         return {"steps_seen": self.steps_seen, **self.arrays}
 
-    def restore(self, arrays):
+    def restore(self, arrays: Mapping[str, np.ndarray]) -> None:
         """The record of a checkpoint: of this run, or of a run of fewer steps
         being continued (its evaluations fill the first slots; the slot of its
         final evaluation is evaluated again at its step)."""
@@ -122,7 +135,7 @@ class Record:
                 self.arrays[key][:stored] = arrays[key]
 
 
-def save_losses_csv(path, record):
+def save_losses_csv(path: PathLike, record: Record) -> None:
     """losses.csv: a row per evaluation: the step, then each loss's mean over
     the batches since the previous evaluation."""
     seen = record.steps_seen >= 0
@@ -131,13 +144,15 @@ def save_losses_csv(path, record):
     save_loss_table(path, ["step"], record.loss_names, np.column_stack(columns))
 
 
-def save_loss_table(path, integer_columns, loss_names, rows):
+def save_loss_table(path: PathLike, integer_columns: Sequence[str], loss_names: Sequence[str],
+                    rows: npt.ArrayLike) -> None:
     """A CSV with a header: the integer columns (step, class), then the losses."""
     with atomic_path(path) as tmp:
         np.savetxt(tmp, rows, delimiter=",", fmt=["%d"] * len(integer_columns) + ["%.7g"] * len(loss_names),
                    header=",".join([*integer_columns, *loss_names]), comments="")
 
 
-def latest_losses(latest, names=("M_real", "D_real", "FM", "loss")):
+def latest_losses(latest: Mapping[str, float],
+                  names: Iterable[str] = ("M_real", "D_real", "FM", "loss")) -> dict[str, str]:
     """The progress bar's losses: the last batch's M and D (and F+M's, the VAE's)."""
     return {name.removesuffix("_real"): f"{latest[name]:.4f}" for name in names if name in latest}

@@ -5,14 +5,25 @@ from __future__ import annotations
 
 import atexit
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gamo.environment import keras_backend_name
 from gamo.errors import InputError, one_line
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
-def print_summary(settings, dataset, train_labels, method, more=None):
+    from tqdm.auto import tqdm
+
+    from gamo.data import Dataset
+    from gamo.files import PathLike
+    from gamo.run.settings import TrainingSettings
+
+
+def print_summary(settings: TrainingSettings, dataset: Dataset, train_labels: np.ndarray, method: str,
+                  more: str | None = None) -> None:
     """The run's seed, data, classes, method and output folder, before training."""
     counts = dataset.imbalance.counts
     print(f"seed {settings.seed}; {len(dataset.y_train)} training rows, {len(dataset.y_test)} test "
@@ -27,7 +38,8 @@ def print_summary(settings, dataset, train_labels, method, more=None):
           f"output folder {settings.out_dir}; Keras backend {keras_backend_name()}")
 
 
-def progress_bar(total, done=0):
+def progress_bar(total: int, done: int = 0) -> tqdm:
+    """A tqdm bar of `total` batches, `done` of them already."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, unit="batch", dynamic_ncols=True, mininterval=1.0)
@@ -40,7 +52,7 @@ class ScalarWriter:
     so a JAX or PyTorch run does not load TensorFlow (whose tf.summary also
     needs the tensorboard package) just to log; TensorBoard reads its files."""
 
-    def __init__(self, log_dir):
+    def __init__(self, log_dir: PathLike) -> None:
         try:
             from tensorboardX import SummaryWriter
         except ImportError:
@@ -52,16 +64,18 @@ class ScalarWriter:
             raise InputError(f"--tensorboard {log_dir}: cannot write there: {one_line(error)}") from None
         atexit.register(self.close)     # its queue is written out on close only; whatever ends the run
 
-    def write(self, step, scalars):
+    def write(self, step: int, scalars: Mapping[str, float]) -> None:
+        """Each finite scalar at `step`."""
         for name, value in scalars.items():
             if np.isfinite(value):
                 self.writer.add_scalar(name, float(value), step)
 
-    def close(self):
+    def close(self) -> None:
+        """Write out what is queued and close the files."""
         self.writer.close()      # a second close does nothing
 
 
-def library_versions():
+def library_versions() -> dict[str, str]:
     """Versions of the numerical libraries this process has loaded."""
     return {name: sys.modules[name].__version__ for name in ("tensorflow", "jax", "torch", "keras", "numpy")
             if name in sys.modules}

@@ -9,8 +9,17 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from gamo.errors import InputError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import TypeVar
+
+    from gamo.files import PathLike
+
+    _Settings = TypeVar("_Settings", bound="TrainingSettings")
 
 
 @dataclass
@@ -33,28 +42,30 @@ class TrainingSettings:
     resume: bool = False
     tensorboard: str = ""             # a folder for TensorBoard event files, if given
 
-    def positive_integers(self):
+    def positive_integers(self) -> tuple[str, ...]:
         """Names of the settings that must be positive integers."""
         return ("steps", "batch_size", "save_every")
 
-    def validate(self):
+    def validate(self) -> None:
+        """InputError for a setting out of its range."""
         for name in self.positive_integers():
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')}: must be a positive integer, "
                                  f"got {getattr(self, name)}")
 
-    def data_files(self):
+    def data_files(self) -> tuple[str, ...]:
         """The settings that name input files: compared on resume by their content."""
         return ("train",)
 
-    def uncompared(self):
+    def uncompared(self) -> tuple[str, ...]:
         """Settings that do not change the run's mathematics: a checkpoint written
         with other values resumes (where the output folder is, how the data files
         are spelled, XLA or not, how often checkpoints are written)."""
         return ("resume", "out_dir", "jit", "save_every", "tensorboard", *self.data_files())
 
 
-def add_training_options(parser, defaults, train_help, out_dir_help, steps_help, save_help):
+def add_training_options(parser: argparse.ArgumentParser, defaults: TrainingSettings, train_help: str,
+                         out_dir_help: str, steps_help: str, save_help: str) -> None:
     """The options every training script shares, with the script's defaults."""
     parser.add_argument("--train", default=defaults.train, help=train_help)
     parser.add_argument("--out-dir", default=defaults.out_dir, help=out_dir_help)
@@ -83,23 +94,23 @@ def add_training_options(parser, defaults, train_help, out_dir_help, steps_help,
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's help shows its default, but a flag's (whose default only means 'not given')."""
 
-    def _get_help_string(self, action):
+    def _get_help_string(self, action: argparse.Action) -> str | None:
         return action.help if action.nargs == 0 else super()._get_help_string(action)
 
 
-def new_parser(description):
+def new_parser(description: str) -> argparse.ArgumentParser:
     """The command line parser of every script and benchmark."""
     return argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
 
 
-def settings_from(args, cls):
+def settings_from(args: argparse.Namespace, cls: type[_Settings]) -> _Settings:
     """The settings of class `cls` from parsed options, validated."""
     settings = cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
     settings.validate()
     return settings
 
 
-def comparable(settings):
+def comparable(settings: TrainingSettings) -> dict[str, Any]:
     """Settings as JSON values with the SHA-256 of each data file's content, for
     settings.json and checkpoints, and for comparing with them (first_difference)."""
     values = json.loads(json.dumps(asdict(settings), default=str))
@@ -109,7 +120,7 @@ def comparable(settings):
 
 
 @functools.lru_cache(maxsize=16)
-def _sha256_of(path, size, mtime_ns):
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
@@ -117,7 +128,7 @@ def _sha256_of(path, size, mtime_ns):
     return digest.hexdigest()
 
 
-def file_sha256(path):
+def file_sha256(path: PathLike) -> str:
     """The SHA-256 of a file's content ("(missing)" if it cannot be read)."""
     try:
         status = os.stat(path)
@@ -126,7 +137,8 @@ def file_sha256(path):
         return "(missing)"
 
 
-def first_difference(settings, mine, theirs):
+def first_difference(settings: TrainingSettings, mine: Mapping[str, Any],
+                     theirs: Mapping[str, Any]) -> str | None:
     """'name = theirs there, mine here' for the first setting that changes the
     run's mathematics and differs, or None. A data file differs by its content;
     records written before the data hashes (no data_sha256) are compared by the

@@ -6,12 +6,17 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from types import FrameType
 
 
 class Interrupted(Exception):
     """A stop was asked for by a signal; the run has written a checkpoint."""
 
-    def __init__(self, signum):
+    def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
 
@@ -19,20 +24,21 @@ class Interrupted(Exception):
 class StopRequest:
     """The signal that asked the run to stop, if any (set by stop_requests)."""
 
-    signum = None
+    signum: int | None = None
 
-    def raise_if_asked(self):
+    def raise_if_asked(self) -> None:
+        """Raise Interrupted if a signal asked the run to stop."""
         if self.signum:
             raise Interrupted(self.signum)
 
 
 @contextlib.contextmanager
-def stop_requests():
+def stop_requests() -> Iterator[StopRequest]:
     """While inside, SIGINT and SIGTERM only note the request, so the current
     batch ends and the caller can write a checkpoint before stopping."""
     request = StopRequest()
 
-    def note(signum, frame):
+    def note(signum: int, frame: FrameType | None) -> None:
         request.signum = signum
 
     handlers = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -44,7 +50,7 @@ def stop_requests():
 
 
 @contextlib.contextmanager
-def checkpointed_stop(when_stopped):
+def checkpointed_stop(when_stopped: Callable[[], str]) -> Iterator[StopRequest]:
     """Yield a StopRequest; when the work inside raises Interrupted (after its
     checkpoint), call when_stopped() for the line to print, print it and exit
     with 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
