@@ -114,6 +114,10 @@ class PixRun(RunBase):
         self.dataset, self.models = dataset, models
         self.classes, self.image_shape, self.after_step = classes, image_shape, after_step
         self.rng = np.random.default_rng(settings.seed)
+        # As the original: the training rows shuffled once, seeded, before each class's
+        # are taken, so its fixed VAE batches are a random split of the class, whatever
+        # the file's order. The first draw of the run's generator, resumed or not.
+        self.row_order = self.rng.permutation(len(dataset.y_train))
         super().__init__(settings, VAE_LOSSES, [self.rng])
         self.adam = AdamStates(settings.lr, settings.beta1, shared_counter=not settings.standard_adam)
         self.done = {k: 0 for k in classes}   # steps each class's VAE has trained
@@ -219,7 +223,7 @@ class PixRun(RunBase):
         progress = progress_bar(s.steps * len(self.classes), done=self.batches_done())
         with checkpointed_stop(self.stopped) as stop:
             for k in self.to_train():
-                images = to_images(self.dataset.x_train[self.dataset.y_train == k], self.image_shape)
+                images = self.class_images(k)
                 features = self.models.extractor.predict(images, batch_size=1024, verbose=0)  # F frozen
                 progress.set_description(f"class {k}")
                 self.current = k
@@ -230,6 +234,11 @@ class PixRun(RunBase):
                       [self.finished[k][1] for k in self.classes],
                       class_titles(self.dataset, self.classes, parse_names(s.names)),
                       self.image_shape, s.as_stored)
+
+    def class_images(self, k):
+        """Class k's training images, in the run's seeded order of the training rows."""
+        x, y = self.dataset.x_train[self.row_order], self.dataset.y_train[self.row_order]
+        return to_images(x[y == k], self.image_shape)
 
     def train_class(self, k, images, features, stop, progress):
         """Train class k's VAE on to --steps; write its pictures, models and generated images."""

@@ -197,3 +197,21 @@ def test_a_finished_run_trains_longer_with_resume_and_more_steps(conv_run, digit
                                                 (0, 9), (2, 9)]
     with pytest.raises(errors.InputError, match="past --steps 6; give --steps 9 or more"):
         run(6, "--resume")
+
+
+def test_each_class_is_taken_from_the_training_rows_shuffled_once_with_the_seed():
+    """The original shuffles the training rows (seeded) before taking a class's: the
+    VAE's fixed batches are a random split of the class, not the file's order."""
+    from types import SimpleNamespace
+
+    from gamo.data import Imbalance
+
+    x = np.arange(40, dtype="float32").reshape(10, 4)       # row i holds 4i .. 4i+3
+    y = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    dataset = SimpleNamespace(x_train=x, y_train=y, imbalance=Imbalance(np.bincount(y)))
+    settings = gamo2pix_cli.PixSettings(seed=SEED, out_dir="unused", standard_adam=True)
+    run = gamo2pix.PixRun(settings, dataset, models=None, classes=[0], image_shape=(2, 2, 1))
+    order = np.random.default_rng(SEED).permutation(10)
+    expected = x[order][y[order] == 1].reshape(-1, 2, 2, 1)
+    np.testing.assert_array_equal(run.class_images(1), expected)
+    assert not np.array_equal(run.class_images(1), x[y == 1].reshape(-1, 2, 2, 1))   # not the file's order
