@@ -277,12 +277,15 @@ def compare_pix_step(images, batches=200, warmup=10):
     seeding.set_random_seed(0)
     extractor = nets.build_feature_extractor()
     adam = AdamStates(2e-4, 0.5)
-    vae = vae.ClassVae(nets.NUM_FEATURES, images.shape[1:], gamo2pix.PixSettings(jit=JIT), seed=0, adam=adam)
+    class_vae = vae.ClassVae(nets.NUM_FEATURES, images.shape[1:], gamo2pix.PixSettings(jit=JIT), seed=0,
+                             adam=adam)
     features = extractor.predict(images, batch_size=1024, verbose=0)
-    recompute = compile_function(lambda batch: vae.step(extractor(batch, training=False), batch),
-                                 [*vae.vae_state_variables(vae), *extractor.variables, *adam.variables], JIT)
-    cached = time_batches(lambda xb, fb: finished(vae.compiled_step(fb, xb)), images, features, batches,
-                          warmup)
+    noise = class_vae.noise(np.random.default_rng(0), 32)
+    state = [*vae.vae_state_variables(class_vae), *extractor.variables, *adam.variables]
+    recompute = compile_function(lambda batch: class_vae.step(extractor(batch, training=False), batch, noise),
+                                 state, JIT)
+    cached = time_batches(lambda xb, fb: finished(class_vae.compiled_step(fb, xb, noise)), images, features,
+                          batches, warmup)
     fresh = time_batches(lambda xb, _: finished(recompute(xb)), images, features, batches, warmup)
     print(f"gamo2pix VAE step: cached features {median_ms(cached):.2f} ms, recomputing F "
           f"{median_ms(fresh):.2f} ms per batch (median of {batches})")

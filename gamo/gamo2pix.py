@@ -104,7 +104,7 @@ def gamo_features(models, k, count, rng):
 class PixRun(RunBase):
     """The classes one after another, on the run machinery every script shares
     (gamo.run.base): at every save period a checkpoint of the run's Adam counter,
-    the VAE of every class that has trained (weights, Adam state, sampling seed),
+    the VAE of every class that has trained (weights, Adam state),
     the steps each has done, the random generator and the finished classes'
     images. A run resumed with more --steps trains every class on from where it
     stopped, class after class. after_step(run), if given, is called after
@@ -250,7 +250,8 @@ class PixRun(RunBase):
         drawn = self.done[k] if k in self.finished else None    # trained longer: that step is drawn
         while self.done[k] < s.steps:
             for rows in slices[self.done[k] % len(slices):]:
-                losses = numpy_losses(vae.compiled_step(features[rows], images[rows]))
+                noise = vae.noise(self.rng, len(images[rows]))
+                losses = numpy_losses(vae.compiled_step(features[rows], images[rows], noise))
                 self.add_losses(losses, self.done[k], progress, where=f"class {k}, ")
                 progress.update(1)
                 step = self.done[k]
@@ -271,7 +272,7 @@ class PixRun(RunBase):
         save_class_pictures(vae, k, images, features, self.models, pictures, self.done[k], self.rng)
         self.record_losses(k)
         save_vae(vae, model_dir, self.done[k])
-        generated = vae.images_from(gamo_features(self.models, k, s.num_images, self.rng))
+        generated = vae.images_from(gamo_features(self.models, k, s.num_images, self.rng), self.rng)
         write_pngs(self.out_dir / f"generated_{k}", generated)
         self.finished[k] = (generated, images[self.rng.permutation(len(images))])
         self.current = None
@@ -289,9 +290,9 @@ def save_class_pictures(vae, k, images, features, models, folder, step, rng):
     """Train_<step>: 3 real images beside their reconstructions; Test_<step>: 9 GAMO samples."""
     chosen = rng.choice(len(images), size=3, replace=len(images) < 3)
     shape = images.shape[1:3]
-    pairs = np.stack([images[chosen], vae.images_from(features[chosen])], axis=1)
+    pairs = np.stack([images[chosen], vae.images_from(features[chosen], rng)], axis=1)
     save_image_grid(folder / f"Train_{step}.png", pairs.reshape(3, 2, -1), shape)
-    samples = vae.images_from(gamo_features(models, k, 9, rng))
+    samples = vae.images_from(gamo_features(models, k, 9, rng), rng)
     save_image_grid(folder / f"Test_{step}.png", samples.reshape(3, 3, -1), shape)
 
 

@@ -158,7 +158,9 @@ def statistics_of_call_site(model: keras.Model, site: CallSiteStatistics | None)
 
 @keras.saving.register_keras_serializable(package="gamo")
 class Sampling(layers.Layer):
-    """z = z_mean + scale * N(0, 1), from a seeded generator.
+    """z = z_mean + scale * noise: the N(0, 1) noise given as a third input (GAMO2pix
+    draws it from the run's seeded generator, so compiling changes nothing), or
+    drawn here from a seeded Keras generator.
 
     QUIRK of the reference (the default): scale = exp(z_sigma), i.e. z_sigma is
     used as a log standard deviation here while the KL term reads it as a log
@@ -172,9 +174,9 @@ class Sampling(layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs: Sequence[Tensor]) -> Tensor:
-        """z from [z_mean, z_sigma]."""
-        z_mean, z_sigma = inputs
-        noise = keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
+        """z from [z_mean, z_sigma] or [z_mean, z_sigma, noise]."""
+        z_mean, z_sigma, *given = inputs
+        noise = given[0] if given else keras.random.normal(ops.shape(z_mean), seed=self.seed_generator)
         scale = ops.exp(0.5 * z_sigma) if self.consistent else ops.exp(z_sigma)
         return z_mean + scale * noise
 

@@ -4,6 +4,8 @@ with one compiled training step."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from gamo.backend import compile_function
 from gamo.layers import Sampling
 from gamo.optim import update
@@ -60,11 +62,13 @@ VAE_LOSSES = ("loss", "reconstruction", "KL")
 
 
 class ClassVae:
-    """Encoder head, sampling and decoder for one class, with one compiled step."""
+    """Encoder head, sampling and decoder for one class, with one compiled step.
+    The sampling's noise is an input, drawn by the caller from its seeded generator."""
 
     def __init__(self, num_features, image_shape, settings, seed, adam):
         self.encoder = build_encoder_head(num_features)
         self.sampling = Sampling(consistent=settings.consistent_vae, seed=seed)
+        self.latent_dim = self.encoder.output[0].shape[-1]
         self.decoder = build_decoder(image_shape)
         self.variables = self.encoder.trainable_variables + self.decoder.trainable_variables
         # Fresh moments for every class; with the reference's shared step counter
@@ -73,26 +77,30 @@ class ClassVae:
         self.compiled_step = compile_function(self.step, [*vae_state_variables(self), *adam.variables],
                                               settings.jit)
 
-    def __call__(self, features):
+    def __call__(self, features, noise):
         z_mean, z_sigma = self.encoder(features)
-        return self.decoder(self.sampling([z_mean, z_sigma])), z_mean, z_sigma
+        return self.decoder(self.sampling([z_mean, z_sigma, noise])), z_mean, z_sigma
 
-    def step(self, features, images):
+    def noise(self, rng, rows):
+        """The sampling's N(0, 1) noise for `rows` rows, from the caller's generator."""
+        return rng.standard_normal((rows, self.latent_dim)).astype(np.float32)
+
+    def step(self, features, images, noise):
         """One update; the loss and its terms: {"loss", "reconstruction", "KL"}."""
-        return update(self.optimizer, self.variables, lambda: vae_loss_terms(images, *self(features)))
+        return update(self.optimizer, self.variables, lambda: vae_loss_terms(images, *self(features, noise)))
 
-    def images_from(self, features):
-        return keras.ops.convert_to_numpy(self(features)[0])
+    def images_from(self, features, rng):
+        """Decoded images of feature vectors, the sampling's noise drawn from `rng`."""
+        return keras.ops.convert_to_numpy(self(features, self.noise(rng, len(features)))[0])
 
 
 def named_vae_state(vae, prefix=""):
-    """{stable name: variable} of a VAE in training: weights, Adam state, sampling seed,
-    each name after `prefix` (a class's "class_<k>/")."""
+    """{stable name: variable} of a VAE in training: weights and Adam state, each name
+    after `prefix` (a class's "class_<k>/"). Its noise comes from the run's generator."""
     return merged_names(
         named_model_variables(f"{prefix}encoder", vae.encoder),
         named_model_variables(f"{prefix}decoder", vae.decoder),
-        named_optimizer_variables(f"{prefix}adam_vae", vae.optimizer),
-        {f"{prefix}sampling/seed": vae.sampling.seed_generator.state})
+        named_optimizer_variables(f"{prefix}adam_vae", vae.optimizer))
 
 
 def vae_state_variables(vae):
