@@ -95,29 +95,40 @@ def check_parameters(estimator, names):
 class GamoClassifier(ClassifierMixin, BaseEstimator):
     """GAMO's classifier M, trained in GAMO's three-player game.
 
-    Parameters (the reference's defaults where they apply)
+    Defaults are the reference's where it has them.
+
+    Parameters
     ----------
     steps : int, default=50000
         The reference's max_step: 2 per batch, so steps / 2 batches; each batch
         updates M twice (real and generated rows).
     epochs : int or None, default=None
         If given, train for this many passes over X instead (steps = 2 x batches).
-    batch_size, latent_dim, learning_rate, beta_1 : the game's settings
-        (32, 100, 0.0002, 0.5).
+    batch_size : int, default=32
+        Rows per batch (the reference's).
+    latent_dim : int, default=100
+        Size of the generator's noise input.
+    learning_rate : float, default=0.0002
+        Adam's learning rate for every player.
+    beta_1 : float, default=0.5
+        Adam's beta_1 for every player.
     use_discriminator : bool, default=True
         False gives the paper's GAMO-without-D ablation.
     classifier_only : bool, default=False
         True trains M alone on the real rows, one update per batch (the paper's
         baseline, the scripts' --classifier-only): steps / 2 updates.
-    standard_adam, standard_batchnorm : bool, default=False
-        Keras 3's arithmetic instead of the reference's (Keras 2.2's shared Adam
-        step counter; per-call-site BatchNorm statistics in the generator).
+    standard_adam : bool, default=False
+        Each Adam state counts its own steps (Keras 3's Adam) instead of the
+        reference's one step counter shared by every model (Keras 2.2).
+    standard_batchnorm : bool, default=False
+        Keras 3's single moving average of the generator trunk's BatchNorm
+        statistics instead of the reference's per-call-site averages.
     scaling : {"standard", "pixels"} or None, default="standard"
         "standard": zero mean and unit variance per feature (for tabular data);
         "pixels": the reference's (x - 127.5) / 127.5 for 0-255 pixels; None: as given.
     jit : bool, default=True
         Compile the step with XLA (slower to start, faster per batch).
-    random_state : int, RandomState or None
+    random_state : int, RandomState or None, default=None
         Seeds weights, shuffling and noise; the same int gives the same model.
     verbose : bool or int, default=False
         Show a progress bar while fitting, with the latest losses of M and D.
@@ -172,7 +183,20 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     def fit(self, X, y):
-        """Play GAMO's game on (X, y); returns self."""
+        """Play GAMO's game on (X, y).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Numeric training rows.
+        y : array-like of shape (n_samples,)
+            Class labels; at least 2 classes, each with 2 or more rows.
+
+        Returns
+        -------
+        GamoClassifier
+            The fitted estimator.
+        """
         check_parameters(self, GAMO_PARAMETERS)
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
@@ -231,7 +255,18 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
             batch_size=self.batch_size, no_discriminator=not self.use_discriminator, jit=self.jit)
 
     def predict_proba(self, X):
-        """M's softmax outputs, one column per class of classes_."""
+        """Give M's softmax outputs, one column per class of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to classify.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            The class probabilities, columns in the order of ``classes_``.
+        """
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         x = np.asarray(self.scaler_.transform(X), dtype=np.float32)
@@ -244,12 +279,39 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         return probabilities
 
     def predict(self, X):
+        """Predict the class of each row: M's most probable class.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Rows to classify.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
         probabilities = self.predict_proba(X)
         return self.classes_[np.argmax(probabilities, axis=1)]
 
     def sample(self, class_label, n):
-        """n new samples of a minority class from the trained generator (inference
-        mode), in the units of X: convex combinations of the class's training rows."""
+        """Draw new samples of a minority class from the trained generator.
+
+        The generator runs in inference mode; every sample is a convex
+        combination of the class's training rows, in the units of X.
+
+        Parameters
+        ----------
+        class_label : object
+            One of ``minority_classes_``.
+        n : int
+            How many samples to draw (0 or more).
+
+        Returns
+        -------
+        ndarray of shape (n, n_features)
+            The new rows.
+        """
         check_is_fitted(self)
         if class_label not in set(self.minority_classes_.tolist()):
             raise ValueError(f"class_label: expected one of the classes GAMO oversamples "
@@ -271,14 +333,50 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
 
 
 class GamoSampler(BaseOverSampler):
-    """Over-sample with GAMO: train GamoClassifier's game on (X, y), then add
-    generated rows of every class that `sampling_strategy` asks for.
+    """Over-sample with GAMO: generated rows for the classes that need them.
 
-    sampling_strategy means what it means for imbalanced-learn's samplers
-    ("auto", "minority", "not majority", "all", a float for binary problems, a
-    dict or a callable); only classes smaller than the largest can be
-    generated. The other parameters are GamoClassifier's. The trained game is
-    kept as `estimator_`.
+    `fit_resample` trains GamoClassifier's game on (X, y), then adds generated
+    rows of every class that `sampling_strategy` asks for. Only classes smaller
+    than the largest can be generated. The trained game is kept as
+    `estimator_`.
+
+    Parameters
+    ----------
+    sampling_strategy : str, float, dict or callable, default="auto"
+        What it means for imbalanced-learn's samplers: "auto", "minority",
+        "not majority", "all", a float for binary problems, a dict or a callable.
+    random_state : int, RandomState or None, default=None
+        Seeds weights, shuffling and noise; the same int gives the same rows.
+    steps : int, default=50000
+        The reference's max_step: 2 per batch, so steps / 2 batches; each batch
+        updates M twice (real and generated rows).
+    epochs : int or None, default=None
+        If given, train for this many passes over X instead (steps = 2 x batches).
+    batch_size : int, default=32
+        Rows per batch (the reference's).
+    latent_dim : int, default=100
+        Size of the generator's noise input.
+    learning_rate : float, default=0.0002
+        Adam's learning rate for every player.
+    beta_1 : float, default=0.5
+        Adam's beta_1 for every player.
+    use_discriminator : bool, default=True
+        False gives the paper's GAMO-without-D ablation.
+    standard_adam : bool, default=False
+        Each Adam state counts its own steps (Keras 3's Adam) instead of the
+        reference's one step counter shared by every model (Keras 2.2).
+    standard_batchnorm : bool, default=False
+        Keras 3's single moving average of the generator trunk's BatchNorm
+        statistics instead of the reference's per-call-site averages.
+    scaling : {"standard", "pixels"} or None, default="standard"
+        "standard": zero mean and unit variance per feature (for tabular data);
+        "pixels": the reference's (x - 127.5) / 127.5 for 0-255 pixels; None: as given.
+    jit : bool, default=True
+        Compile the step with XLA (slower to start, faster per batch).
+    random_state : int, RandomState or None, default=None
+        Seeds weights, shuffling and noise; the same int gives the same model.
+    verbose : bool or int, default=False
+        Show a progress bar while fitting, with the latest losses of M and D.
 
     Attributes
     ----------
