@@ -44,9 +44,9 @@ def run_with_every_batch(digits_csvs, tmp_path_factory):
     seen = []
     original = loop.Run.add_losses
 
-    def spy(run, losses, progress=None):
-        seen.append((run.step, dict(losses)))
-        return original(run, losses, progress)
+    def spy(run, losses, step, progress=None, where=""):
+        seen.append((step, dict(losses)))
+        return original(run, losses, step, progress, where)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(loop.Run, "add_losses", spy)
