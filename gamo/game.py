@@ -163,10 +163,10 @@ class Gamo(Learner):
             class_noise=rng.standard_normal((len(self.minority), g, self.latent_dim)).astype(np.float32),
             class_labels=np.stack([one_hot(np.full(g, k), c) for k in self.minority]))
 
-    def train_on_batch(self, x: np.ndarray, y_onehot: np.ndarray,
-                       rng: np.random.Generator) -> dict[str, Tensor]:
-        """The compiled step on the batch, with its draws from `rng`."""
-        return self.compiled_step(x, y_onehot, *self.draw(rng, len(x)))
+    def step_inputs(self, x: np.ndarray, y_onehot: np.ndarray,
+                    rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """The batch and its draws from `rng`: what the compiled step takes."""
+        return (x, y_onehot, *self.draw(rng, len(x)))
 
     def loss_names(self) -> tuple[str, ...]:
         """M and D on the real batch, then on the fake batch, then each class's generator."""

@@ -16,6 +16,8 @@ from gamo.state import merged_names, named_model_variables, named_optimizer_vari
 import keras
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from gamo.backend import Tensor
 
 
@@ -24,11 +26,19 @@ class Learner(abc.ABC):
 
     num_classes: int
 
-    @abc.abstractmethod
+    compiled_step: Callable[..., dict[str, Tensor]]
+
+    def step_inputs(self, x: np.ndarray, y_onehot: np.ndarray,
+                    rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """The arrays compiled_step takes for one batch: the batch, and any random
+        draws from `rng` (gamo.group stacks them over several runs)."""
+        return (x, y_onehot)
+
     def train_on_batch(self, x: np.ndarray, y_onehot: np.ndarray,
                        rng: np.random.Generator) -> dict[str, Tensor]:
         """One batch's updates; random draws come from `rng`. Returns the
         batch's {loss name: value} (tensors) for the names of loss_names()."""
+        return self.compiled_step(*self.step_inputs(x, y_onehot, rng))
 
     @abc.abstractmethod
     def loss_names(self) -> tuple[str, ...]:
@@ -90,11 +100,6 @@ class ClassifierOnly(Learner):
         """One update of M (and F) on a batch; its loss."""
         return {"M_real": update(self.opt_classifier, self.trainable,
                                  lambda: mse(targets, self.outputs(x, training=True)))}
-
-    def train_on_batch(self, x: np.ndarray, y_onehot: np.ndarray,
-                       rng: np.random.Generator) -> dict[str, Tensor]:
-        """One update on the batch (no random draws)."""
-        return self.compiled_step(x, y_onehot)
 
     def loss_names(self) -> tuple[str, ...]:
         """M's loss on the real batch."""

@@ -1,0 +1,109 @@
+"""Many runs of one game at once, on JAX: K learners of the same shapes (one per
+seed) trained in lockstep by ONE compiled function, the learners' own pure step
+vmapped over their stacked state. Run k of a group computes what the single run
+with its seed computes (to float32 rounding).
+
+GAMO's networks are small: one run leaves an accelerator mostly idle, and K runs
+in one step cost little more than one. On a CPU this gains nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gamo.backend import BACKEND
+from gamo.errors import InputError
+
+if BACKEND == "jax":
+    import jax
+    import jax.numpy as jnp
+
+if TYPE_CHECKING:
+    from gamo.learner import Learner
+
+# What a run of a group holds besides its state, as a multiple of the state's
+# bytes (the step's inputs, outputs and intermediates; measured: bench/README.md).
+MEMORY_PER_STATE = 4.0
+
+
+def require_jax(what: str = "several seeds in one process") -> None:
+    """InputError unless Keras runs on JAX."""
+    if BACKEND != "jax":
+        raise InputError(f"{what} needs the JAX backend (KERAS_BACKEND=jax); this is {BACKEND}")
+
+
+class LearnerGroup:
+    """K learners built alike with other seeds, trained together: each batch is one
+    call of the first learner's compiled step under jax.vmap. The stacked state
+    stays on the device between batches; sync() writes it back into each
+    learner's variables (before evaluating, saving or checkpointing a run), and
+    reload() takes it from them again (after a run is resumed)."""
+
+    def __init__(self, learners: Sequence[Learner]) -> None:
+        require_jax()
+        self.learners = list(learners)
+        steps: list[Any] = [learner.compiled_step for learner in self.learners]    # backend._JaxFunction
+        self.variables = [step.variables for step in steps]
+        shapes = [[tuple(v.shape) for v in variables] for variables in self.variables]
+        if any(other != shapes[0] for other in shapes[1:]):
+            raise ValueError("the learners of a group must have the same variables and shapes")
+        self.step = jax.jit(jax.vmap(steps[0]._pure))    # the learners' own step, vmapped
+        self.values: list | None = None
+
+    def __len__(self) -> int:
+        return len(self.learners)
+
+    def state_bytes(self) -> int:
+        """Bytes of one run's state (weights, optimiser and other states)."""
+        return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in self.variables[0])
+
+    def reload(self) -> None:
+        """Take the state from the learners' variables at the next batch."""
+        self.values = None
+
+    def sync(self) -> None:
+        """Write the stacked state back into every learner's variables."""
+        if self.values is None:
+            return
+        for index, stacked in enumerate(self.values):
+            for k, variables in enumerate(self.variables):
+                variables[index].assign(stacked[k])
+
+    def train_on_batches(self, batches: Sequence[tuple[np.ndarray, np.ndarray]],
+                         rngs: Sequence[np.random.Generator]) -> list[dict[str, np.ndarray]]:
+        """One batch of every run (run k: batches[k], its draws from rngs[k]); each
+        run's {loss name: NumPy value}."""
+        inputs = [learner.step_inputs(x, onehot, rng)
+                  for learner, (x, onehot), rng in zip(self.learners, batches, rngs)]
+        stacked = [np.stack(parts) for parts in zip(*inputs)]
+        if self.values is None:
+            self.values = [jnp.stack([variables[index].value for variables in self.variables])
+                           for index in range(len(self.variables[0]))]
+        losses, self.values = self.step(self.values, *stacked)
+        losses = {name: np.asarray(value) for name, value in losses.items()}
+        return [{name: value[k] for name, value in losses.items()} for k in range(len(self))]
+
+
+def available_memory_bytes() -> int:
+    """What the device JAX computes on can still hold: the accelerator's free
+    memory, or the machine's available memory on a CPU."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def check_group_fits(runs: int, state_bytes: int, available: int | None = None) -> None:
+    """InputError, before training, if `runs` runs of `state_bytes` each cannot fit."""
+    need = runs * state_bytes * MEMORY_PER_STATE
+    available = available_memory_bytes() if available is None else available
+    if need > available:
+        fit = int(available // (state_bytes * MEMORY_PER_STATE))
+        raise InputError(f"{runs} runs in one step need about {need / 2**30:.1f} GiB "
+                         f"({state_bytes / 2**20:.0f} MiB of state each), {available / 2**30:.1f} GiB "
+                         f"is available on {jax.devices()[0].platform}: use {fit} seeds or fewer per process")
