@@ -53,6 +53,7 @@ class LearnerGroup:
             raise ValueError("the learners of a group must have the same variables and shapes")
         self.step = jax.jit(jax.vmap(steps[0]._pure))    # the learners' own step, vmapped
         self.values: list | None = None
+        self.written_back = True          # the learners' variables hold the group's state
 
     def __len__(self) -> int:
         return len(self.learners)
@@ -66,9 +67,10 @@ class LearnerGroup:
         self.values = None
 
     def sync(self) -> None:
-        """Write the stacked state back into every learner's variables."""
-        if self.values is None:
+        """Write the stacked state back into every learner's variables (once per batch at most)."""
+        if self.values is None or self.written_back:
             return
+        self.written_back = True
         for index, stacked in enumerate(self.values):
             for k, variables in enumerate(self.variables):
                 variables[index].assign(stacked[k])
@@ -84,6 +86,7 @@ class LearnerGroup:
             self.values = [jnp.stack([variables[index].value for variables in self.variables])
                            for index in range(len(self.variables[0]))]
         losses, self.values = self.step(self.values, *stacked)
+        self.written_back = False
         losses = {name: np.asarray(value) for name, value in losses.items()}
         return [{name: value[k] for name, value in losses.items()} for k in range(len(self))]
 

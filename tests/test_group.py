@@ -5,6 +5,7 @@ what the K single runs compute; elsewhere the option is refused in one line.
 import keras
 import numpy as np
 import pytest
+from conftest import run_script
 
 from gamo.data import Imbalance, batch_slices, one_hot
 from gamo.errors import InputError
@@ -97,3 +98,63 @@ def test_a_group_too_large_for_memory_is_refused_before_training():
     check_group_fits(8, 2**20, available=64 * 2**20)       # 8 runs of 1 MiB: 32 MiB of 64
     with pytest.raises(InputError, match="use 16 seeds or fewer per process"):
         check_group_fits(100, 2**20, available=64 * 2**20)
+
+
+def group_args(digits_csvs, out, *extra):
+    train, test = digits_csvs
+    return ["--train", str(train), "--test", str(test), "--out-dir", str(out), "--steps", "20",
+            "--eval-every", "10", "--save-every", "10", *extra]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ON_JAX, reason="a group of runs is a JAX program")
+def test_a_group_writes_each_runs_usual_outputs_into_its_own_folder(digits_csvs, tmp_path):
+    from gamo.cli import dense
+
+    dense.main(group_args(digits_csvs, tmp_path / "group_{seed}", "--seeds", "0-2"))
+    dense.main(group_args(digits_csvs, tmp_path / "single", "--seed", "1"))
+
+    def files(folder):     # pictures are named after their folder
+        return sorted(str(p.relative_to(folder)).replace(folder.name, "<run>") for p in folder.rglob("*")
+                      if p.is_file() and p.name != ".lock")
+    single = tmp_path / "single"
+    for seed in (0, 1, 2):
+        folder = tmp_path / f"group_{seed}"
+        assert files(folder) == files(single)
+        for name in ("Record.npz", "Results.npz"):
+            with np.load(folder / name) as grouped, np.load(single / name) as alone:
+                assert {key: grouped[key].shape for key in grouped} == {key: alone[key].shape for key in alone}
+    with np.load(tmp_path / "group_1" / "Record.npz") as grouped, np.load(single / "Record.npz") as alone:
+        np.testing.assert_allclose(grouped["loss_M_real"], alone["loss_M_real"], rtol=1e-3)   # seed 1 both
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ON_JAX, reason="a group of runs is a JAX program")
+def test_a_group_killed_and_resumed_gives_the_uninterrupted_groups_results(digits_csvs, tmp_path):
+    import os
+    import signal
+
+    from gamo.cli import dense
+
+    def stop_at_step_14(run):
+        if run.step == 14:
+            os.kill(os.getpid(), signal.SIGINT)     # noted; the batch ends, then checkpoints
+
+    dense.main(group_args(digits_csvs, tmp_path / "whole_{seed}", "--seeds", "3,5"))
+    with pytest.raises(SystemExit) as stop:
+        dense.main(group_args(digits_csvs, tmp_path / "cut_{seed}", "--seeds", "3,5"), after_batch=stop_at_step_14)
+    assert stop.value.code == 130
+    dense.main(group_args(digits_csvs, tmp_path / "cut_{seed}", "--seeds", "3,5", "--resume"))
+    for seed in (3, 5):
+        for name in ("Record.npz", "Results.npz", "losses.csv"):
+            assert (tmp_path / f"cut_{seed}" / name).read_bytes() == (tmp_path / f"whole_{seed}" / name).read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(ON_JAX, reason="JAX runs groups")
+def test_the_scripts_refuse_several_seeds_off_jax_in_one_line(digits_csvs, tmp_path):
+    result = run_script("dense_gamo_main.py", *group_args(digits_csvs, tmp_path / "out", "--seeds", "0-1"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: --seeds with several seeds needs the JAX backend (KERAS_BACKEND=jax); this is "
+        f"{keras.backend.backend()}"]

@@ -11,7 +11,7 @@ SMOTE-balanced set.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,18 +20,20 @@ import numpy as np
 from gamo.data import batch_slices, load_dataset, one_hot, training_rows
 from gamo.errors import InputError, run_cli
 from gamo.game import build_learner
+from gamo.group import LearnerGroup, check_group_fits, require_jax
 from gamo.images import square_side
 from gamo.nets import LATENT_DIM
 from gamo.run.folder import claim_output_dir
-from gamo.run.loop import Pass, Run, class_counts, evaluation, train
+from gamo.run.loop import Pass, Run, class_counts, evaluation, train, train_together
 from gamo.run.report import print_summary
-from gamo.run.settings import TrainingSettings, add_training_options, new_parser, settings_from
+from gamo.run.settings import TrainingSettings, add_training_options, new_parser, parse_seeds, settings_from
 from gamo.seeding import set_random_seed
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
+    from gamo.data import Dataset
     from gamo.metrics import Scores
 
 # Method -> (what it trains, the default output folder's suffix).
@@ -55,6 +57,7 @@ class Settings(TrainingSettings):
     classifier_only: bool = False     # the baseline: M alone (with F in the conv script)
     smote: bool = False               # the SMOTE baseline: M alone on a SMOTE-balanced set
     standard_batchnorm: bool = False  # Keras 3's moving average in the trunk (not the reference's)
+    seeds: list[int] | None = None    # several runs in one process (JAX), one per seed
 
     @property
     def method(self) -> str:
@@ -77,8 +80,15 @@ class Settings(TrainingSettings):
         return ("train", "test")
 
     def uncompared(self) -> tuple[str, ...]:
-        """--steps too: a finished run continues to more steps with --resume."""
-        return (*super().uncompared(), "steps")
+        """--steps too: a finished run continues to more steps with --resume; and --seeds
+        (each run of a group is a run of one seed, with its own settings)."""
+        return (*super().uncompared(), "steps", "seeds")
+
+    def for_seed(self, seed: int) -> Settings:
+        """The settings of one run of a group: its seed, its folder (--out-dir with
+        {seed} filled in, or _seed<k> appended)."""
+        folder = self.out_dir.format(seed=seed) if "{seed}" in self.out_dir else f"{self.out_dir}_seed{seed}"
+        return replace(self, seed=seed, out_dir=folder, seeds=None)
 
     def validate(self) -> None:
         """InputError for a setting out of range; the default output folder, if none is given."""
@@ -116,6 +126,11 @@ def add_game_options(parser: argparse.ArgumentParser, defaults: Settings) -> Non
     parser.add_argument("--smote", action="store_true",
                         help="the SMOTE baseline: the training set balanced with imbalanced-learn's "
                              "SMOTE, then the classifier alone as with --classifier-only")
+    parser.add_argument("--seeds", type=parse_seeds, default=None, metavar="SEEDS",
+                        help="several runs in one process, one per seed (e.g. 0-31 or 0,1,5), every batch "
+                             "of all of them one compiled step (KERAS_BACKEND=jax; for accelerators); each "
+                             "run writes its usual outputs into --out-dir with {seed} filled in, or _seed<k> "
+                             "appended")
     parser.add_argument("--standard-batchnorm", action="store_true",
                         help="Keras 3's single moving average of the trunk's BatchNorm statistics "
                              "instead of the reference's (Keras 2.2: each composite model its own "
@@ -131,9 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, after_batch: Callable[[Run], object] | None = None) -> Scores:
-    """Train as the command line says; the final test scores."""
+    """Train as the command line says; the final test scores (of the first seed's run, with --seeds)."""
     settings = settings_from(build_parser().parse_args(argv), Settings)
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale)
+    if settings.seeds is not None and len(settings.seeds) > 1:
+        return train_seeds(settings, dataset, after_batch)[0]
+    if settings.seeds is not None:
+        settings = replace(settings, seed=settings.seeds[0], seeds=None)
+    run, passes = new_run(settings, dataset)
+    return train(run, passes, after_batch)
+
+
+def new_run(settings: Settings, dataset: Dataset) -> tuple[Run, Iterator[Pass]]:
+    """A run of the settings' seed in its claimed folder (resumed if asked), and its passes."""
     claim_output_dir(settings)
     set_random_seed(settings.seed)
     learner = build_learner(settings, dataset.x_train.shape[1], dataset.imbalance)
@@ -148,8 +173,25 @@ def main(argv: Sequence[str] | None = None, after_batch: Callable[[Run], object]
               image_side=square_side(dataset.x_train.shape[1]))
     if settings.resume:
         run.resume()
-    return train(run, itertools.repeat(Pass(x, one_hot(y, learner.num_classes),
-                                            batch_slices(len(y), settings.batch_size))), after_batch)
+    one_pass = Pass(x, one_hot(y, learner.num_classes), batch_slices(len(y), settings.batch_size))
+    return run, itertools.repeat(one_pass)
+
+
+def train_seeds(settings: Settings, dataset: Dataset,
+                after_batch: Callable[[Run], object] | None = None) -> list[Scores]:
+    """One run per seed of --seeds, trained together in one compiled step (gamo.group);
+    each in its own folder. A group resumes as a group: every run at the same step."""
+    require_jax("--seeds with several seeds")
+    runs, passes = zip(*(new_run(settings.for_seed(seed), dataset) for seed in settings.seeds or ()))
+    steps = {run.step for run in runs}
+    if len(steps) > 1:
+        where = ", ".join(f"seed {run.settings.seed} at {run.step}" for run in runs)
+        raise InputError(f"--seeds: the runs stand at different steps ({where}); resume each alone to "
+                         "the same step first")
+    group = LearnerGroup([run.learner for run in runs])
+    check_group_fits(len(group), group.state_bytes())
+    print(f"{len(group)} runs in one compiled step: seeds {settings.seeds}")
+    return train_together(list(runs), list(passes), group, after_batch)
 
 
 def cli() -> None:

@@ -10,7 +10,7 @@ update per batch, and stop after steps / 2 batches.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,7 +22,7 @@ prefer_onednn()   # read when TensorFlow is imported, below
 from gamo import nets  # noqa: E402
 from gamo.cli.dense import METHODS, Settings, add_game_options  # noqa: E402
 from gamo.data import batch_slices, load_dataset, one_hot, training_rows  # noqa: E402
-from gamo.errors import run_cli  # noqa: E402
+from gamo.errors import InputError, run_cli  # noqa: E402
 from gamo.feature_game import FeatureGamo  # noqa: E402
 from gamo.game import build_learner  # noqa: E402
 from gamo.images import image_shape_for, parse_image_shape, to_images  # noqa: E402
@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> Scores:
     """Train as the command line says; the final test scores."""
     settings = settings_from(build_parser().parse_args(argv), ConvSettings)
+    if settings.seeds is not None:       # several runs in one process: the dense script's, for now
+        if len(settings.seeds) > 1:
+            raise InputError("--seeds: several seeds in one process are the dense script's "
+                             "(dense_gamo_main.py) for now; run this script once per seed")
+        settings = replace(settings, seed=settings.seeds[0], seeds=None)
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale,
                            missing_hint="fMNIST_process.py")
     settings.image_shape = image_shape_for(dataset.x_train.shape[1], settings.image_shape, settings.train)

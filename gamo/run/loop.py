@@ -196,21 +196,53 @@ def train(run, passes, after_batch=None):
     or checkpoint (run_cli: exit status 3).
     after_batch(run), if given, is called after every batch (monitoring).
     """
-    s = run.settings
-    progress = progress_bar(math.ceil(s.steps / 2), done=run.step // 2)
-    with checkpointed_stop(run.stopped) as stop, progress:
-        for losses in played(run.learner, passes, run.step, s.steps, run.rng):
-            run.add_losses(losses, run.step, progress)
+    return train_together([run], [passes], None, after_batch)[0]
+
+
+def train_together(runs, passes, group=None, after_batch=None):
+    """train() for several runs in lockstep, each on its own passes: with `group`
+    (gamo.group.LearnerGroup of their learners), every batch of all of them is
+    one compiled step, and the group's state is written back into each run's
+    learner before it evaluates or saves. All runs stand at the same step.
+    after_batch(runs[0]), if given, is called after every batch."""
+    s = runs[0].settings
+    progress = progress_bar(math.ceil(s.steps / 2), done=runs[0].step // 2)
+    sync = group.sync if group is not None else lambda: None
+    with checkpointed_stop(lambda: "\n".join(run.stopped() for run in runs)) as stop, progress:
+        for losses in batch_losses(runs, passes, group):
+            step = runs[0].step
+            for run, run_losses in zip(runs, losses):
+                run.add_losses(run_losses, step, progress)
             progress.update(1)
-            if run.step % s.eval_every == 0:
-                run.evaluate_and_report(run.step // s.eval_every, progress)
-            save_now = run.step % s.save_every == 0 and run.step != 0
-            if save_now:
-                run.save_models()
-            run.step += 2
+            evaluate_now = step % s.eval_every == 0
+            save_now = step % s.save_every == 0 and step != 0
+            if evaluate_now or save_now:
+                sync()
+            for run in runs:
+                if evaluate_now:
+                    run.evaluate_and_report(step // s.eval_every, progress)
+                if save_now:
+                    run.save_models()
+                run.step += 2
             if after_batch is not None:
-                after_batch(run)
+                after_batch(runs[0])
             if save_now or stop.signum:
-                run.save_checkpoint()
+                sync()
+                for run in runs:
+                    run.save_checkpoint()
             stop.raise_if_asked()
-    return run.finish()
+    sync()
+    return [run.finish() for run in runs]
+
+
+def batch_losses(runs, passes, group=None):
+    """Train every run on its next batch, until --steps; yield the runs' losses of each
+    batch ([{loss name: NumPy value}] in the order of `runs`)."""
+    if group is None:
+        run, = runs
+        for losses in played(run.learner, passes[0], run.step, run.settings.steps, run.rng):
+            yield [losses]
+        return
+    iterators = [batches(run_passes, run.step, run.settings.steps) for run, run_passes in zip(runs, passes)]
+    for rows in zip(*iterators):
+        yield group.train_on_batches(rows, [run.rng for run in runs])

@@ -64,6 +64,20 @@ class TrainingSettings:
         return ("resume", "out_dir", "jit", "save_every", "tensorboard", *self.data_files())
 
 
+def parse_seeds(text: str) -> list[int]:
+    """'0-3,8' -> [0, 1, 2, 3, 8]: seeds as numbers and inclusive ranges."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            seeds.extend(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds such as 0-31 or 0,1,5, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected distinct seeds >= 0, got {text!r}")
+    return seeds
+
+
 def add_training_options(parser: argparse.ArgumentParser, defaults: TrainingSettings, train_help: str,
                          out_dir_help: str, steps_help: str, save_help: str) -> None:
     """The options every training script shares, with the script's defaults."""
