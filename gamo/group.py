@@ -87,7 +87,7 @@ class LearnerGroup:
                            for index in range(len(self.variables[0]))]
         losses, self.values = self.step(self.values, *stacked)
         self.written_back = False
-        losses = {name: np.asarray(value) for name, value in losses.items()}
+        losses = jax.device_get(losses)          # every loss in one transfer
         return [{name: value[k] for name, value in losses.items()} for k in range(len(self))]
 
 
