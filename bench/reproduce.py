@@ -4,12 +4,14 @@ Every method trains the same classifier (F+M for the convolutional dataset) with
 the same optimiser, batch size and number of batches (steps / 2, as the
 reference counts steps), through the trios' own scripts:
 
-    baseline     the classifier alone on the imbalanced set   (--classifier-only)
-    smote        the same on the set balanced by SMOTE         (--smote)
-    gamo-nodis   GAMO without its discriminator                (--no-discriminator)
+    baseline     the classifier alone on the imbalanced set
+    smote        the same on the set balanced by SMOTE
+    gamo-nodis   GAMO without its discriminator
     gamo         GAMO
-    gamo-standard  GAMO with Keras 3's Adam and BatchNorm arithmetic instead of the
-                 reference's (--standard-adam --standard-batchnorm); not run unless asked
+and, when asked (--methods), every other method of gamo.methods (random,
+adasyn, borderline-smote: the classifier alone on a set balanced by
+imbalanced-learn's over-samplers) and gamo-standard, GAMO with Keras 3's Adam
+and BatchNorm arithmetic instead of the reference's.
 
 Datasets: fmnist (convolutional trio on the Fashion-MNIST IR-100 files),
 fmnist-dense (dense trio on the same files), mnist (dense trio on the MNIST
@@ -46,6 +48,7 @@ import bench.jobs as jobs_pool  # noqa: E402
 from gamo.environment import keras_backend_name  # noqa: E402
 from gamo.errors import InputError, run_cli  # noqa: E402
 from gamo.files import atomic_path, save_json  # noqa: E402
+from gamo.methods import PAPER_METHODS, methods  # noqa: E402
 from gamo.pictures import new_figure, save_figure  # noqa: E402
 from gamo.run.settings import new_parser  # noqa: E402
 
@@ -67,15 +70,14 @@ DATASETS = {
     "mnist5k": DatasetPlan("dense_gamo_main.py", "Mnist_5k_100",
                            ("MNIST_process.py", "--source", "mnist-5k"), False),
 }
-# Method -> the training script's options for it. The first four are the paper's.
-METHODS = {
-    "baseline": ("--classifier-only",),
-    "smote": ("--smote",),
-    "gamo-nodis": ("--no-discriminator",),
-    "gamo": (),
-    "gamo-standard": ("--standard-adam", "--standard-batchnorm"),   # Keras 3's arithmetic
-}
-PAPER_METHODS = ["baseline", "smote", "gamo-nodis", "gamo"]
+
+
+def method_options():
+    """Method -> the training script's options for it: every method of the registry
+    (gamo.methods, read when asked, so a method registered later is there), and
+    gamo-standard, GAMO with Keras 3's arithmetic."""
+    return {**{name: ("--method", name) for name in methods()},
+            "gamo-standard": ("--standard-adam", "--standard-batchnorm")}
 
 
 @dataclass(frozen=True)
@@ -103,9 +105,11 @@ def build_parser():
     parser = new_parser("Train and compare the classifier alone, SMOTE, GAMO without D and GAMO "
                         "on one dataset over several seeds.")
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="fmnist")
-    parser.add_argument("--methods", type=comma_list(str, tuple(METHODS)), default=PAPER_METHODS,
-                        help="comma-separated, run in this order for each seed; gamo-standard is GAMO "
-                             "with --standard-adam --standard-batchnorm")
+    parser.add_argument("--methods", type=comma_list(str, tuple(method_options())),
+                        default=list(PAPER_METHODS),
+                        help="comma-separated, run in this order for each seed: "
+                             + ", ".join(method_options())
+                             + "; gamo-standard is GAMO with --standard-adam --standard-batchnorm")
     parser.add_argument("--seeds", type=comma_list(int), default=[0, 1, 2], help="comma-separated")
     parser.add_argument("--steps", type=int, default=REFERENCE_STEPS,
                         help="max_step of every run (2 per batch, as in the reference)")
@@ -172,7 +176,7 @@ def training_command(args, plan, train, test, folder, job):
     command = [sys.executable, str(ROOT / plan.script), "--train", str(train), "--test", str(test),
                "--out-dir", str(folder), "--steps", str(job.steps), "--seed", str(job.seed),
                "--batch-size", str(args.batch_size), "--eval-every", str(args.eval_every),
-               *METHODS[job.method]]
+               *method_options()[job.method]]
     if args.no_jit:
         command.append("--no-jit")
     if (folder / "checkpoints").is_dir():
@@ -302,9 +306,9 @@ def merged_runs(path, new_runs):
 
 
 def groups(runs):
-    """(steps, method) -> runs, methods in METHODS order, seeds ascending."""
+    """(steps, method) -> runs, methods in the registry's order, seeds ascending."""
     grouped = {}
-    for run in sorted(runs, key=lambda r: (r["steps"], list(METHODS).index(r["method"]), r["seed"])):
+    for run in sorted(runs, key=lambda r: (r["steps"], list(method_options()).index(r["method"]), r["seed"])):
         grouped.setdefault((run["steps"], run["method"]), []).append(run)
     return grouped
 

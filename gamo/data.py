@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gamo.errors import InputError, one_line
+from gamo.methods import oversampled
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -168,21 +169,6 @@ def sample_fake_labels(rng: np.random.Generator, imbalance: Imbalance, size: int
     return one_hot(labels, imbalance.num_classes)
 
 
-def smote_balance(features: np.ndarray, labels: np.ndarray, seed: int,
-                  path: PathLike = "train") -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """The SMOTE baseline's training set: every class grown to the majority's count
-    with imbalanced-learn's SMOTE (the original rows first, then the synthetic ones)."""
-    from imblearn.over_sampling import SMOTE
-
-    smallest = int(np.bincount(labels)[np.unique(labels)].min())
-    if smallest < 2:
-        raise InputError(f"{path}: SMOTE needs at least 2 training rows in every class, "
-                         f"the smallest class has {smallest}")
-    smote = SMOTE(k_neighbors=min(5, smallest - 1), random_state=seed)
-    balanced, balanced_labels = smote.fit_resample(features, labels)
-    return balanced.astype(np.float32), np.asarray(balanced_labels, dtype=np.int64)
-
-
 def one_hot(labels: np.ndarray | Sequence[int], num_classes: int) -> npt.NDArray[np.float32]:
     """Integer labels as float32 one-hot rows of num_classes columns."""
     return np.eye(num_classes, dtype=np.float32)[labels]
@@ -229,12 +215,11 @@ def load_dataset(train_path: PathLike, test_path: PathLike | None, scale: bool =
     return Dataset(x_train, y_train, x_test, y_test, imbalance, original)
 
 
-def training_rows(dataset: Dataset, rng: np.random.Generator, smote_seed: int | None = None,
+def training_rows(dataset: Dataset, rng: np.random.Generator, method: str = "gamo", seed: int = 0,
                   path: PathLike = "train") -> tuple[np.ndarray, np.ndarray]:
-    """The rows a run trains on: SMOTE-balanced if smote_seed is given, then
-    shuffled once with the run's generator, as the reference shuffles once."""
-    x, y = dataset.x_train, dataset.y_train
-    if smote_seed is not None:
-        x, y = smote_balance(x, y, smote_seed, path)
+    """The rows a run trains on: balanced first by the method's over-sampler (seeded
+    with `seed`) if it has one (gamo.methods), then shuffled once with the run's
+    generator, as the reference shuffles once."""
+    x, y = oversampled(method, dataset.x_train, dataset.y_train, seed, path)
     order = rng.permutation(len(y))
     return x[order], y[order]

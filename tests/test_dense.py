@@ -261,7 +261,10 @@ def test_no_discriminator_run_saves_no_discriminator(digits_csvs, tmp_path):
 
 @pytest.mark.parametrize("flags, folder", [((), "Digits_8_Gamo"), (("--no-discriminator",), "Digits_8_GamoNoDis"),
                                            (("--classifier-only",), "Digits_8_Baseline"),
-                                           (("--smote",), "Digits_8_Smote")])
+                                           (("--smote",), "Digits_8_Smote"),
+                                           (("--method", "adasyn"), "Digits_8_Adasyn"),
+                                           (("--method", "borderline-smote"), "Digits_8_BorderlineSmote"),
+                                           (("--method", "random"), "Digits_8_Random")])
 def test_each_method_has_its_own_default_output_folder(flags, folder):
     args = dense.build_parser().parse_args(["--train", "data/Digits_8_trainData.csv", *flags])
     assert settings_from(args, dense.Settings).out_dir == folder

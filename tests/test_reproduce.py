@@ -10,8 +10,9 @@ from conftest import DIGITS_TRAIN_COUNTS, ROOT, SEED, load_bench
 
 from gamo import learner, nets
 from gamo.cli import dense
-from gamo.data import read_labelled_csv, relabel_by_size, smote_balance
+from gamo.data import read_labelled_csv, relabel_by_size
 from gamo.errors import InputError
+from gamo.methods import oversampled
 from gamo.run import settings
 
 keras = pytest.importorskip("keras")
@@ -43,7 +44,7 @@ def dense_comparison(digits_csvs, tmp_path_factory):
 
 def test_smote_balances_every_class_to_the_majority(digits_csvs):
     x, y = read_labelled_csv(digits_csvs[0])
-    balanced, labels = smote_balance(x, y, seed=SEED)
+    balanced, labels = oversampled("smote", x, y, seed=SEED)
     assert np.bincount(labels)[list(DIGITS_TRAIN_COUNTS)].tolist() == [MAJORITY] * len(DIGITS_TRAIN_COUNTS)
     np.testing.assert_array_equal(balanced[:len(y)], x)     # the real rows are kept
     for label in DIGITS_TRAIN_COUNTS:                         # new rows lie between their class's
@@ -53,8 +54,9 @@ def test_smote_balances_every_class_to_the_majority(digits_csvs):
 
 def test_smote_refuses_a_class_with_a_single_row():
     x = np.arange(12, dtype=np.float32).reshape(6, 2)
-    with pytest.raises(InputError, match="smallest class has 1"):
-        smote_balance(x, np.array([0, 0, 0, 0, 0, 1]), seed=SEED, path="t.csv")
+    with pytest.raises(InputError, match="t.csv: smote needs at least 2 training rows in every class, the "
+                                         "smallest class has 1"):
+        oversampled("smote", x, np.array([0, 0, 0, 0, 0, 1]), seed=SEED, path="t.csv")
 
 
 # ---------------------------------------------------------------- the baseline learner
@@ -222,7 +224,7 @@ def test_runs_sent_to_a_dask_cluster_come_back_as_local_ones(digits_csvs, tmp_pa
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster:
         with pytest.raises(InputError, match=r"smote_seed0_steps20\.log: smote seed 0 failed with exit status 2: "
-                                             r".*SMOTE needs at least 2 training rows"):
+                                             r".*smote needs at least 2 training rows"):
             reproduce.main(common + ["--out-dir", str(tmp_path / "cluster"), "--cluster", cluster.scheduler_address])
     kept = json.loads((tmp_path / "cluster" / "one_row.json").read_text())["runs"]
     assert [run["method"] for run in kept] == ["baseline"]        # the failed run reported, the other kept

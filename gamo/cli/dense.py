@@ -3,9 +3,10 @@ of dense_gamo_main.py (the installed command gamo-dense).
 
 Each batch runs the reference's whole update sequence (gamo.game.Gamo) in ONE
 compiled step. `step` grows by 2 per batch, as in the reference: 50000 steps =
-25000 batches. --classifier-only and --smote train the paper's baselines
-instead: the classifier alone, one update per batch, on the imbalanced or the
-SMOTE-balanced set.
+25000 batches. --method chooses what to train (gamo.methods): GAMO, GAMO
+without D, or the classifier alone, one update per batch, on the imbalanced
+set or on one balanced by an imbalanced-learn over-sampler (SMOTE, random
+over-sampling, ADASYN, Borderline-SMOTE).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from gamo.errors import InputError, run_cli
 from gamo.game import build_learner
 from gamo.group import LearnerGroup, check_group_fits, require_jax
 from gamo.images import square_side
+from gamo.methods import method_named, methods
 from gamo.nets import LATENT_DIM
 from gamo.run.folder import claim_output_dir
 from gamo.run.loop import Pass, Run, class_counts, evaluation, train, train_together
@@ -31,18 +33,13 @@ from gamo.seeding import set_random_seed
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from gamo.data import Dataset
     from gamo.metrics import Scores
 
-# Method -> (what it trains, the default output folder's suffix).
-METHODS = {
-    "gamo": ("GAMO", "Gamo"),
-    "gamo-nodis": ("GAMO without D", "GamoNoDis"),
-    "baseline": ("the classifier alone", "Baseline"),
-    "smote": ("the classifier alone on the SMOTE-balanced set", "Smote"),
-}
+# The flags the methods had before --method, kept as its aliases: flag -> method.
+METHOD_FLAGS = {"classifier_only": "baseline", "smote": "smote", "no_discriminator": "gamo-nodis"}
 
 
 @dataclass
@@ -53,23 +50,17 @@ class Settings(TrainingSettings):
     test: str = "Mnist_100_testData.csv"
     latent_dim: int = LATENT_DIM
     eval_every: int = 500
-    no_discriminator: bool = False
-    classifier_only: bool = False     # the baseline: M alone (with F in the conv script)
-    smote: bool = False               # the SMOTE baseline: M alone on a SMOTE-balanced set
+    method: str = "gamo"              # a name of gamo.methods.METHODS
+    no_discriminator: bool = False    # aliases of --method (gamo-nodis, baseline, smote), kept in the
+    classifier_only: bool = False     # settings as before --method: what they say, --method says too
+    smote: bool = False
     standard_batchnorm: bool = False  # Keras 3's moving average in the trunk (not the reference's)
     seeds: list[int] | None = None    # several runs in one process (JAX), one per seed
 
     @property
-    def method(self) -> str:
-        """gamo, gamo-nodis, baseline or smote."""
-        if self.smote or self.classifier_only:
-            return "smote" if self.smote else "baseline"
-        return "gamo-nodis" if self.no_discriminator else "gamo"
-
-    @property
     def is_baseline(self) -> bool:
-        """True for the baselines (--classifier-only, --smote)."""
-        return self.method in ("baseline", "smote")
+        """True for the methods that train the classifier alone (on whatever rows)."""
+        return not method_named(self.method).game
 
     def positive_integers(self) -> tuple[str, ...]:
         """The shared ones, the latent size and the evaluation period."""
@@ -84,6 +75,12 @@ class Settings(TrainingSettings):
         (each run of a group is a run of one seed, with its own settings)."""
         return (*super().uncompared(), "steps", "seeds")
 
+    def recorded(self, name: str, record: Mapping[str, Any]) -> Any:
+        """A record written before --method says it with the flags that are now its aliases."""
+        if name == "method" and name not in record:
+            return next((method for flag, method in METHOD_FLAGS.items() if record.get(flag)), "gamo")
+        return super().recorded(name, record)
+
     def for_seed(self, seed: int) -> Settings:
         """The settings of one run of a group: its seed, its folder (--out-dir with
         {seed} filled in, or _seed<k> appended)."""
@@ -97,19 +94,35 @@ class Settings(TrainingSettings):
             if getattr(self, name) % 2:
                 raise InputError(f"--{name.replace('_', '-')}: must be even (step grows by 2 per batch, as "
                                  f"in the reference), got {getattr(self, name)}")
-        if self.no_discriminator and self.is_baseline:
-            raise InputError("--no-discriminator: applies to GAMO, not to --classifier-only or --smote")
+        self.resolve_method()
         if not self.out_dir:
             stem = Path(self.train).name.removesuffix(".csv").removesuffix("_trainData")
-            self.out_dir = f"{stem}_{METHODS[self.method][1]}"
+            self.out_dir = f"{stem}_{method_named(self.method).folder_suffix}"
+
+    def resolve_method(self) -> None:
+        """--method from its aliases (--classifier-only, --smote, --no-discriminator),
+        and the aliases' settings from --method; InputError where they disagree."""
+        game = method_named(self.method).game
+        if self.no_discriminator and (self.classifier_only or self.smote or not game):
+            raise InputError("--no-discriminator: applies to GAMO, not to a method that trains the "
+                             "classifier alone")
+        given = [flag for flag in METHOD_FLAGS if getattr(self, flag)]
+        named = {METHOD_FLAGS[flag] for flag in given}
+        if len(named) > 1 or (named and self.method not in ("gamo", *named)):
+            flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
+            raise InputError(f"--method {self.method}: contradicts {flags}")
+        if named:
+            self.method = named.pop()
+        for flag, name in METHOD_FLAGS.items():
+            setattr(self, flag, self.method == name)
 
 
 def add_game_options(parser: argparse.ArgumentParser, defaults: Settings) -> None:
     """Options of the dense and the convolutional GAMO scripts."""
     add_training_options(
         parser, defaults, train_help="training CSV: features, then the label as the last column",
-        out_dir_help="output folder (default: the training file's prefix + '_Gamo', e.g. Mnist_100_Gamo; "
-                     "'_GamoNoDis', '_Baseline', '_Smote' for those)",
+        out_dir_help="output folder (default: the training file's prefix + the method's suffix: "
+                     "Mnist_100_Gamo for GAMO, _GamoNoDis, _Baseline, _Smote, ... for the others)",
         steps_help="max_step; step grows by 2 per batch, as in the reference",
         save_help="save the models (and a checkpoint) when step %% N == 0")
     parser.add_argument("--test", default=defaults.test, help="test CSV, same layout")
@@ -117,15 +130,20 @@ def add_game_options(parser: argparse.ArgumentParser, defaults: Settings) -> Non
                         help="size of the generator's noise input")
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every,
                         help="evaluate (and draw a picture) when step %% N == 0")
+    parser.add_argument("--method", choices=list(methods()), default=defaults.method,
+                        help="what to train: " + "; ".join(f"{name}: {method.description}"
+                                                            for name, method in methods().items())
+                             + " (the baselines: the same classifier, optimiser and batches as GAMO's, "
+                               "one update per batch)")
     parser.add_argument("--no-discriminator", action="store_true",
-                        help="the paper's GAMO-without-D ablation: D is neither trained nor "
-                             "used in the generator's loss")
+                        help="the paper's GAMO-without-D ablation, --method gamo-nodis: D is neither "
+                             "trained nor used in the generator's loss")
     parser.add_argument("--classifier-only", action="store_true",
-                        help="the paper's baseline: no GAMO, the classifier alone on the imbalanced "
-                             "set, one update per batch for steps / 2 batches")
+                        help="the paper's baseline, --method baseline: no GAMO, the classifier alone on "
+                             "the imbalanced set, one update per batch for steps / 2 batches")
     parser.add_argument("--smote", action="store_true",
-                        help="the SMOTE baseline: the training set balanced with imbalanced-learn's "
-                             "SMOTE, then the classifier alone as with --classifier-only")
+                        help="the SMOTE baseline, --method smote: the training set balanced with "
+                             "imbalanced-learn's SMOTE, then the classifier alone")
     parser.add_argument("--seeds", type=parse_seeds, default=None, metavar="SEEDS",
                         help="several runs in one process, one per seed (e.g. 0-31 or 0,1,5), every batch "
                              "of all of them one compiled step (KERAS_BACKEND=jax; for accelerators); each "
@@ -163,8 +181,8 @@ def new_run(settings: Settings, dataset: Dataset) -> tuple[Run, Iterator[Pass]]:
     set_random_seed(settings.seed)
     learner = build_learner(settings, dataset.x_train.shape[1], dataset.imbalance)
     rng = np.random.default_rng(settings.seed)
-    x, y = training_rows(dataset, rng, settings.seed if settings.smote else None, settings.train)
-    print_summary(settings, dataset, y, METHODS[settings.method][0])
+    x, y = training_rows(dataset, rng, settings.method, settings.seed, settings.train)
+    print_summary(settings, dataset, y)
     # GAMO's Players where not settings.is_baseline, which mypy cannot see (build_learner's result).
     if not settings.is_baseline:
         learner.players.set_class_points(x, y)  # type: ignore[union-attr]

@@ -3,7 +3,7 @@ command gamo-fashion-mnist); the learner is gamo.feature_game.FeatureGamo.
 
 As in the reference, the run stops inside the pass as soon as step reaches
 --steps: a default run ends at exactly step 50000, in its 89th round.
-The baselines (--classifier-only, --smote) train F and M together instead, one
+The baselines (--method baseline, smote, ...) train F and M together instead, one
 update per batch, and stop after steps / 2 batches.
 """
 
@@ -20,7 +20,7 @@ from gamo.environment import prefer_onednn
 prefer_onednn()   # read when TensorFlow is imported, below
 
 from gamo import nets  # noqa: E402
-from gamo.cli.dense import METHODS, Settings, add_game_options  # noqa: E402
+from gamo.cli.dense import Settings, add_game_options  # noqa: E402
 from gamo.data import batch_slices, load_dataset, one_hot, training_rows  # noqa: E402
 from gamo.errors import InputError, run_cli  # noqa: E402
 from gamo.feature_game import FeatureGamo  # noqa: E402
@@ -90,8 +90,8 @@ def main(argv: Sequence[str] | None = None) -> Scores:
         learner = FeatureGamo(extractor, build_learner(settings, settings.num_features, dataset.imbalance),  # type: ignore[arg-type]
                               settings.batch_size, jit=settings.jit)
     rng = np.random.default_rng(settings.seed)
-    x, y = training_rows(dataset, rng, settings.seed if settings.smote else None, settings.train)
-    print_summary(settings, dataset, y, METHODS[settings.method][0], more=(
+    x, y = training_rows(dataset, rng, settings.method, settings.seed, settings.train)
+    print_summary(settings, dataset, y, more=(
         f"images {'x'.join(map(str, settings.image_shape))} -> {settings.num_features} features"))
     images, test_images = to_images(x, settings.image_shape), to_images(dataset.x_test, settings.image_shape)
     onehot, slices = one_hot(y, learner.num_classes), batch_slices(len(y), settings.batch_size)

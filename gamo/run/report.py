@@ -11,6 +11,7 @@ import numpy as np
 
 from gamo.environment import keras_backend_name
 from gamo.errors import InputError, one_line
+from gamo.methods import method_named
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -22,20 +23,22 @@ if TYPE_CHECKING:
     from gamo.run.settings import TrainingSettings
 
 
-def print_summary(settings: TrainingSettings, dataset: Dataset, train_labels: np.ndarray, method: str,
+def print_summary(settings: TrainingSettings, dataset: Dataset, train_labels: np.ndarray,
                   more: str | None = None) -> None:
     """The run's seed, data, classes, method and output folder, before training."""
+    method = getattr(settings, "method", "")
     counts = dataset.imbalance.counts
     print(f"seed {settings.seed}; {len(dataset.y_train)} training rows, {len(dataset.y_test)} test "
           f"rows, {dataset.x_train.shape[1]} features, {counts.size} classes")
     print("classes by size (new label: original label x count): "
           + ", ".join(f"{k}: {o} x {n}" for k, (o, n) in enumerate(zip(dataset.original_labels, counts))))
     if len(train_labels) != len(dataset.y_train):
-        print(f"SMOTE: {len(train_labels)} training rows, {np.bincount(train_labels).tolist()} per class")
+        print(f"{method}: {len(train_labels)} training rows, {np.bincount(train_labels).tolist()} per class")
     if more:
         print(more)
-    print(f"method: {method}; minority classes: {dataset.imbalance.minority.tolist()}; "
-          f"output folder {settings.out_dir}; Keras backend {keras_backend_name()}")
+    print(f"method: {method_named(method).description if method else 'GAMO'}; minority classes: "
+          f"{dataset.imbalance.minority.tolist()}; output folder {settings.out_dir}; "
+          f"Keras backend {keras_backend_name()}")
 
 
 def progress_bar(total: int, done: int = 0) -> tqdm:

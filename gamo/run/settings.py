@@ -57,6 +57,11 @@ class TrainingSettings:
         """The settings that name input files: compared on resume by their content."""
         return ("train",)
 
+    def recorded(self, name: str, record: Mapping[str, Any]) -> Any:
+        """Setting `name` of a record of settings (settings.json, a checkpoint's);
+        "(not set)" if it has none. Subclasses say what older records meant."""
+        return record.get(name, "(not set)")
+
     def uncompared(self) -> tuple[str, ...]:
         """Settings that do not change the run's mathematics: a checkpoint written
         with other values resumes (where the output folder is, how the data files
@@ -156,7 +161,8 @@ def first_difference(settings: TrainingSettings, mine: Mapping[str, Any],
     """'name = theirs there, mine here' for the first setting that changes the
     run's mathematics and differs, or None. A data file differs by its content;
     records written before the data hashes (no data_sha256) are compared by the
-    data files' names instead."""
+    data files' names instead. A setting that they lack counts as what
+    settings.recorded(name, theirs) says (records written before it existed)."""
     by_name = set(settings.data_files()) if "data_sha256" not in theirs else set()
     skipped = set(settings.uncompared()) - by_name
     for name, value in mine.items():
@@ -165,6 +171,6 @@ def first_difference(settings: TrainingSettings, mine: Mapping[str, Any],
                 if theirs[name].get(file) != digest:
                     return (f"the content of --{file} (SHA-256 {str(theirs[name].get(file))[:12]} there, "
                             f"{digest[:12]} here)")
-        elif name not in skipped and name != "data_sha256" and theirs.get(name, "(not set)") != value:
-            return f"{name} = {theirs.get(name, '(not set)')!r} there, {value!r} here"
+        elif name not in skipped and name != "data_sha256" and settings.recorded(name, theirs) != value:
+            return f"{name} = {settings.recorded(name, theirs)!r} there, {value!r} here"
     return None
