@@ -92,13 +92,7 @@ def check_parameters(estimator, names):
                              f"Got {value!r} instead.")
 
 
-class GamoClassifier(ClassifierMixin, BaseEstimator):
-    """GAMO's classifier M, trained in GAMO's three-player game.
-
-    Defaults are the reference's where it has them.
-
-    Parameters
-    ----------
+GAME_PARAMETERS = """\
     steps : int, default=50000
         The reference's max_step: 2 per batch, so steps / 2 batches; each batch
         updates M twice (real and generated rows).
@@ -113,10 +107,8 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
     beta_1 : float, default=0.5
         Adam's beta_1 for every player.
     use_discriminator : bool, default=True
-        False gives the paper's GAMO-without-D ablation.
-    classifier_only : bool, default=False
-        True trains M alone on the real rows, one update per batch (the paper's
-        baseline, the scripts' --classifier-only): steps / 2 updates.
+        False gives the paper's GAMO-without-D ablation."""
+NUMERIC_PARAMETERS = """\
     standard_adam : bool, default=False
         Each Adam state counts its own steps (Keras 3's Adam) instead of the
         reference's one step counter shared by every model (Keras 2.2).
@@ -127,7 +119,21 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         "standard": zero mean and unit variance per feature (for tabular data);
         "pixels": the reference's (x - 127.5) / 127.5 for 0-255 pixels; None: as given.
     jit : bool, default=True
-        Compile the step with XLA (slower to start, faster per batch).
+        Compile the step with XLA (slower to start, faster per batch)."""
+
+
+class GamoClassifier(ClassifierMixin, BaseEstimator):
+    """GAMO's classifier M, trained in GAMO's three-player game.
+
+    Defaults are the reference's where it has them.
+
+    Parameters
+    ----------
+{game_parameters}
+    classifier_only : bool, default=False
+        True trains M alone on the real rows, one update per batch (the paper's
+        baseline, the scripts' --classifier-only): steps / 2 updates.
+{numeric_parameters}
     random_state : int, RandomState or None, default=None
         Seeds weights, shuffling and noise; the same int gives the same model.
     verbose : bool or int, default=False
@@ -347,34 +353,8 @@ class GamoSampler(BaseOverSampler):
         "not majority", "all", a float for binary problems, a dict or a callable.
     random_state : int, RandomState or None, default=None
         Seeds weights, shuffling and noise; the same int gives the same rows.
-    steps : int, default=50000
-        The reference's max_step: 2 per batch, so steps / 2 batches; each batch
-        updates M twice (real and generated rows).
-    epochs : int or None, default=None
-        If given, train for this many passes over X instead (steps = 2 x batches).
-    batch_size : int, default=32
-        Rows per batch (the reference's).
-    latent_dim : int, default=100
-        Size of the generator's noise input.
-    learning_rate : float, default=0.0002
-        Adam's learning rate for every player.
-    beta_1 : float, default=0.5
-        Adam's beta_1 for every player.
-    use_discriminator : bool, default=True
-        False gives the paper's GAMO-without-D ablation.
-    standard_adam : bool, default=False
-        Each Adam state counts its own steps (Keras 3's Adam) instead of the
-        reference's one step counter shared by every model (Keras 2.2).
-    standard_batchnorm : bool, default=False
-        Keras 3's single moving average of the generator trunk's BatchNorm
-        statistics instead of the reference's per-call-site averages.
-    scaling : {"standard", "pixels"} or None, default="standard"
-        "standard": zero mean and unit variance per feature (for tabular data);
-        "pixels": the reference's (x - 127.5) / 127.5 for 0-255 pixels; None: as given.
-    jit : bool, default=True
-        Compile the step with XLA (slower to start, faster per batch).
-    random_state : int, RandomState or None, default=None
-        Seeds weights, shuffling and noise; the same int gives the same model.
+{game_parameters}
+{numeric_parameters}
     verbose : bool or int, default=False
         Show a progress bar while fitting, with the latest losses of M and D.
 
@@ -471,3 +451,9 @@ def integer_seed(random_state):
     if isinstance(random_state, numbers.Integral):
         return int(random_state)
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+# The game's parameters are the same for both estimators: one text in both docstrings.
+for _estimator in (GamoClassifier, GamoSampler):
+    _estimator.__doc__ = (_estimator.__doc__ or "").replace("{game_parameters}", GAME_PARAMETERS).replace(
+        "{numeric_parameters}", NUMERIC_PARAMETERS)
