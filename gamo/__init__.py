@@ -22,7 +22,9 @@ Where things live:
     gamo.data, gamo.metrics, gamo.images, gamo.pictures, gamo.prepare, gamo.files
     gamo.run           settings, output folder, record, checkpoints, stop, report, loop
     gamo.cli           the commands (the top-level scripts call these)
-    gamo.estimators    GamoClassifier and GamoSampler
+    gamo.estimators    GamoClassifier and GamoSampler (their checks and scalings: gamo.validation)
+    gamo.methods       the methods a run can train (GAMO, its ablation, the baselines)
+    gamo.group         many runs of one game in one compiled step (JAX)
 """
 
 from __future__ import annotations
