@@ -116,6 +116,34 @@ def compare(theirs, mine, name):
     return problems
 
 
+LOAD_MODELS = """
+import sys
+from pathlib import Path
+import keras
+import gamo.layers  # registers the project's layers
+failed = []
+files = sorted(Path(sys.argv[1]).rglob("*.keras"))
+for path in files:
+    try:
+        keras.models.load_model(path)
+    except Exception as error:
+        failed.append(f"{path.name}: {type(error).__name__}")
+print(len(files), "models,", len(failed), "failed", *failed)
+"""
+
+
+def load_old_models(old_out, work, log):
+    """The earlier commit's saved models (.keras), loaded by this tree: problems, if any."""
+    script = work / "load_models.py"
+    script.write_text(LOAD_MODELS)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(script), str(old_out)], env=env, capture_output=True,
+                          text=True)
+    line = (done.stdout.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    print(f"the earlier commit's models loaded here: {line}")
+    return [] if done.returncode == 0 and " 0 failed" in line else [f"models: {line}"]
+
+
 def main(argv=None):
     import argparse
 
@@ -164,6 +192,7 @@ def main(argv=None):
     verdict = "DIFFERENT" if resumed else "the same"
     print(f"resumed: the earlier commit's checkpoint, continued here: {verdict}")
     problems += resumed
+    problems += load_old_models(old_out, work, log)
     for line in problems:
         print(line)
     print("all outputs the same" if not problems else f"{len(problems)} differences")
