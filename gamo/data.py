@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gamo.environment import how_to_run
 from gamo.errors import InputError, one_line
 from gamo.methods import oversampled
 
@@ -198,7 +199,7 @@ def load_dataset(train_path: PathLike, test_path: PathLike | None, scale: bool =
     for path in filter(None, (train_path, test_path)):
         # mypy joins the two path types to object here.
         if not Path(path).is_file():  # type: ignore[arg-type]
-            raise InputError(f"{path}: file not found; run 'python {missing_hint}' to "
+            raise InputError(f"{path}: file not found; run '{how_to_run(missing_hint)}' to "
                              "prepare it, or pass --train/--test")
     x_train, y_train = read_labelled_csv(train_path)
     x_test, y_test = read_labelled_csv(test_path) if test_path else (x_train[:0], y_train[:0])

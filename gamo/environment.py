@@ -40,8 +40,19 @@ def import_backend_quietly() -> ModuleType | None:
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
-# The commands `pip install` makes (pyproject.toml's [project.scripts]).
-COMMANDS = ("gamo-dense", "gamo-fashion-mnist", "gamo2pix", "gamo-mnist-process", "gamo-fmnist-process")
+# The scripts of a clone -> the commands `pip install` makes of them (pyproject.toml's [project.scripts]).
+SCRIPT_COMMANDS = {"dense_gamo_main.py": "gamo-dense", "fashion_mnist_gamo_main.py": "gamo-fashion-mnist",
+                   "fashion_mnist_gamo2pix_main.py": "gamo2pix", "MNIST_process.py": "gamo-mnist-process",
+                   "fMNIST_process.py": "gamo-fmnist-process"}
+COMMANDS = tuple(SCRIPT_COMMANDS.values())
+
+
+def how_to_run(script: str) -> str:
+    """How the user runs `script` (a clone's file name): as the installed command
+    when this process is one, else `python <script>`."""
+    if Path(sys.argv[0]).name in COMMANDS:
+        return SCRIPT_COMMANDS[script]
+    return f"python {script}"
 
 
 def running_our_script() -> bool:

@@ -251,3 +251,30 @@ def test_header_row_is_skipped_with_a_note(tmp_path):
 def test_imbalance_tag_names_the_ratio():
     assert prepare.imbalance_tag(REFERENCE_TRAIN_COUNTS) == "100"
     assert prepare.imbalance_tag(SUBSET_TRAIN_COUNTS) == "100"
+
+
+def test_a_failed_preparation_leaves_no_empty_output_folder(tmp_path, monkeypatch):
+    from gamo.cli.prepare import main
+    from gamo.errors import InputError
+
+    monkeypatch.chdir(tmp_path)                         # no mnist_train.csv here
+    monkeypatch.setattr(prepare, "KERAS_MNIST_CACHE", tmp_path / "no-cache.npz")
+    with pytest.raises(InputError, match="mnist_train.csv: not found"):
+        main(["--out-dir", str(tmp_path / "new" / "out")])
+    assert not (tmp_path / "new" / "out").exists()
+    (tmp_path / "kept").mkdir()                         # a folder the user had stays
+    with pytest.raises(InputError):
+        main(["--out-dir", str(tmp_path / "kept")])
+    assert (tmp_path / "kept").is_dir()
+
+
+@pytest.mark.parametrize("program, hint", [("dense_gamo_main.py", "python MNIST_process.py"),
+                                           ("/venv/bin/gamo-dense", "gamo-mnist-process"),
+                                           ("/venv/bin/gamo2pix", "gamo-mnist-process")])
+def test_the_missing_file_hint_names_the_command_the_user_has(tmp_path, monkeypatch, program, hint):
+    from gamo.data import load_dataset
+    from gamo.errors import InputError
+
+    monkeypatch.setattr("sys.argv", [program])
+    with pytest.raises(InputError, match=f"run '{hint}' to prepare it"):
+        load_dataset(tmp_path / "Mnist_100_trainData.csv", tmp_path / "Mnist_100_testData.csv")

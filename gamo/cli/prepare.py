@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gamo.errors import run_cli
+from gamo.errors import InputError, run_cli
 from gamo.files import prepare_output_dir
 from gamo.prepare import (
     FASHION_MNIST,
@@ -79,8 +79,14 @@ def build_parser(spec: DatasetSpec) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, spec: DatasetSpec = MNIST) -> str:
     """Draw and write the benchmark's files; their name prefix."""
     args = build_parser(spec).parse_args(argv)
+    created = not Path(args.out_dir).exists()
     prepare_output_dir(args.out_dir)
-    prefix, train, test, note = prepare(args, spec)
+    try:
+        prefix, train, test, note = prepare(args, spec)
+    except InputError:
+        if created:             # leave no empty folder behind a run that wrote nothing
+            Path(args.out_dir).rmdir()
+        raise
     print(f"source: {note}")
     print(f"seed: {args.seed}")
     transpose = spec.transpose and not getattr(args, "no_transpose", False)
