@@ -52,12 +52,12 @@ demo: $(STAMP)
 		$(PY) fMNIST_process.py --idx-dir $(FASHION_DEB_DIR) --out-dir $(DEMO_DIR) && \
 		$(PY) dense_gamo_main.py --train $(DEMO_DIR)/fMnist_100_trainData.csv \
 			--test $(DEMO_DIR)/fMnist_100_testData.csv --out-dir $(DEMO_DIR)/fMnist_100_Gamo \
-			--steps $(DEMO_STEPS); \
+			--steps $(DEMO_STEPS) --overwrite; \
 	else \
 		$(PY) MNIST_process.py --source mnist-5k --out-dir $(DEMO_DIR) && \
 		$(PY) dense_gamo_main.py --train $(DEMO_DIR)/Mnist_5k_100_trainData.csv \
 			--test $(DEMO_DIR)/Mnist_5k_100_testData.csv --out-dir $(DEMO_DIR)/Mnist_5k_100_Gamo \
-			--steps $(DEMO_STEPS); \
+			--steps $(DEMO_STEPS) --overwrite; \
 	fi
 
 lint: $(STAMP)

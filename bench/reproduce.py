@@ -181,6 +181,8 @@ def training_command(args, plan, train, test, folder, job):
         command.append("--no-jit")
     if (folder / "checkpoints").is_dir():
         command.append("--resume")
+    elif (folder / "settings.json").is_file():      # a run that stopped before its first checkpoint
+        command.append("--overwrite")
     return command
 
 

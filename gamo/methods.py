@@ -75,12 +75,12 @@ def _borderline(seed: int, smallest: int) -> Any:
     return BorderlineSMOTE(k_neighbors=min(5, smallest - 1), m_neighbors=10, random_state=seed)
 
 
-METHODS: dict[str, Method] = {
-    "gamo": Method("GAMO", "Gamo", game=True),
-    "gamo-nodis": Method("GAMO without D", "GamoNoDis", game=True, use_discriminator=False),
+METHODS: dict[str, Method] = {      # the paper's four first, in its order
     "baseline": Method("the classifier alone", "Baseline", game=False),
     "smote": Method("the classifier alone on the SMOTE-balanced set", "Smote", game=False, sampler=_smote,
                     neighbours=2),
+    "gamo-nodis": Method("GAMO without D", "GamoNoDis", game=True, use_discriminator=False),
+    "gamo": Method("GAMO", "Gamo", game=True),
     "random": Method("the classifier alone on the set balanced by random over-sampling", "Random",
                      game=False, sampler=_random),
     "adasyn": Method("the classifier alone on the ADASYN-balanced set", "Adasyn", game=False,

@@ -44,7 +44,8 @@ def test_a_sampler_that_refuses_the_set_gives_one_line_naming_the_method():
 
 
 def test_an_unknown_method_is_refused_naming_the_known_ones():
-    with pytest.raises(InputError, match="unknown method 'nope'; known: gamo, gamo-nodis, baseline"):
+    with pytest.raises(InputError, match="unknown method 'nope'; known: baseline, smote, gamo-nodis, gamo, random, adasyn, "
+                                         "borderline-smote"):
         oversampled("nope", np.zeros((2, 1)), np.array([0, 1]), seed=SEED)
 
 

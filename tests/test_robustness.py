@@ -13,7 +13,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import ROOT, SEED
+from conftest import ROOT, SEED, run_script
 
 from gamo.cli import dense
 from gamo.data import load_dataset
@@ -204,7 +204,9 @@ def test_a_folder_holding_another_runs_outputs_is_refused(tmp_path):
         folder.claim_output_dir(fashion.ConvSettings(out_dir=out))
     with pytest.raises(InputError, match="lr = 0.0002 there, 0.001 here"):
         folder.claim_output_dir(dense.Settings(out_dir=out, lr=0.001))
-    folder.claim_output_dir(dense.Settings(out_dir=out, steps=400))     # --steps: the same run, longer
+    folder.claim_output_dir(dense.Settings(out_dir=out, steps=400, resume=True))   # the same run, longer
+    with pytest.raises(InputError, match="holds the outputs of an unfinished run; continue it with --resume"):
+        folder.claim_output_dir(dense.Settings(out_dir=out))              # a new run, same settings
 
 
 def test_checkpoint_of_other_shapes_is_refused_before_anything_is_loaded(tmp_path):
@@ -219,3 +221,31 @@ def test_checkpoint_of_other_shapes_is_refused_before_anything_is_loaded(tmp_pat
     mine["b"] = keras.Variable(np.zeros((2, 2), "float32"))
     _, loaded_state, _ = checkpoint.read_checkpoint(tmp_path, settings, mine)
     assert loaded_state == state and all(np.asarray(v).all() for v in mine.values())
+
+
+@pytest.mark.slow
+def test_a_repeated_command_never_overwrites_a_finished_run(digits_csvs, tmp_path):
+    """The same command again is refused in one line naming the three ways on;
+    --overwrite replaces the run, --resume continues it."""
+    train, test = digits_csvs
+    out = tmp_path / "run"
+    command = ["dense_gamo_main.py", "--train", train, "--test", test, "--out-dir", out, "--steps", "20",
+               "--eval-every", "10", "--save-every", "10", "--no-jit"]
+    assert run_script(*command).returncode == 0
+    results = (out / "Results.npz").read_bytes()
+    other = run_script(*command, "--seed", "1")
+    assert other.returncode == 2 and "--overwrite to replace them" in other.stderr
+    again = run_script(*command)
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines() == [
+        f"error: {out}: holds the outputs of a finished run; continue it with --resume (with --steps N to "
+        "train it longer), replace it with --overwrite, or pass another --out-dir"]
+    assert (out / "Results.npz").read_bytes() == results
+    (out / "mine.txt").write_text("a file of the run's folder")
+    replaced = run_script(*command, "--seed", "1", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert (out / "Results.npz").read_bytes() != results and not (out / "mine.txt").exists()
+    assert json.loads((out / "settings.json").read_text())["seed"] == 1
+    longer = run_script(*command, "--seed", "1", "--resume", "--steps", "30")
+    assert longer.returncode == 0, longer.stderr
+    assert json.loads((out / "settings.json").read_text())["final_step"] == 30

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from gamo.environment import keras_backend_name
 from gamo.errors import InputError, WriteError, one_line
 from gamo.files import prepare_output_dir, save_json
 from gamo.run.settings import comparable, first_difference
@@ -55,10 +58,13 @@ def lock_output_dir(out_dir: PathLike) -> None:
 def claim_output_dir(settings: TrainingSettings) -> Path:
     """Create the output folder; refuse one that holds another run's outputs.
 
-    A run with the same settings may write there again (or resume); a run with
-    other settings (say the convolutional script where the dense one wrote)
-    would mix its files with the other run's. A new run marks the folder as
-    its own in settings.json; a resumed one changes nothing until it trains.
+    No run is overwritten by surprise: a new run into a folder that holds a
+    run's outputs (finished or not, same settings or not) is refused, unless
+    --overwrite asks to replace them; --resume continues the run there, with
+    the same settings (a run with other settings, say the convolutional script
+    where the dense one wrote, would mix its files with the other run's). A
+    new run marks the folder as its own in settings.json; a resumed one
+    changes nothing until it trains.
     """
     out_dir = prepare_output_dir(settings.out_dir)
     lock_output_dir(out_dir)
@@ -73,9 +79,38 @@ def claim_output_dir(settings: TrainingSettings) -> Path:
             raise InputError(f"{path}: not the settings of a run ({one_line(error)}); pass another "
                              "--out-dir or remove that folder") from None
         difference = first_difference(settings, mine, theirs)
-        if difference:
+        if settings.overwrite and not settings.resume:
+            clear_outputs(out_dir)
+        elif difference:
             raise InputError(f"{out_dir}: holds the outputs of another run ({difference}); pass another "
-                             "--out-dir or remove that folder")
+                             "--out-dir, or --overwrite to replace them")
+        elif not settings.resume:
+            kind = "a finished run" if theirs.get("status") == "finished" else "an unfinished run"
+            raise InputError(f"{out_dir}: holds the outputs of {kind}; continue it with --resume (with "
+                             "--steps N to train it longer), replace it with --overwrite, or pass another "
+                             "--out-dir")
+        else:
+            note_other_backend(out_dir, theirs)
     if not settings.resume:
         save_json(path, {**mine, "status": "running"})
     return out_dir
+
+
+def clear_outputs(out_dir: Path) -> None:
+    """Remove a run's outputs from its folder (--overwrite); the lock stays."""
+    for entry in out_dir.iterdir():
+        if entry.name == ".lock":
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def note_other_backend(out_dir: Path, theirs: dict[str, Any]) -> None:
+    """Say so when a run resumes under another backend than it trained on (allowed:
+    checkpoints are NumPy arrays, the same on every backend)."""
+    backend = theirs.get("backend")
+    if backend and backend != keras_backend_name():
+        print(f"note: {out_dir} was trained under {backend}; it resumes under {keras_backend_name()} "
+              "(checkpoints are the same on every backend)", file=sys.stderr)

@@ -40,6 +40,7 @@ class TrainingSettings:
     standard_adam: bool = False       # each Adam state its own step counter (not the reference's)
     jit: bool = True
     resume: bool = False
+    overwrite: bool = False           # replace the outputs of a run already in out_dir
     tensorboard: str = ""             # a folder for TensorBoard event files, if given
 
     def positive_integers(self) -> tuple[str, ...]:
@@ -66,7 +67,7 @@ class TrainingSettings:
         """Settings that do not change the run's mathematics: a checkpoint written
         with other values resumes (where the output folder is, how the data files
         are spelled, XLA or not, how often checkpoints are written)."""
-        return ("resume", "out_dir", "jit", "save_every", "tensorboard", *self.data_files())
+        return ("resume", "overwrite", "out_dir", "jit", "save_every", "tensorboard", *self.data_files())
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -103,6 +104,9 @@ def add_training_options(parser: argparse.ArgumentParser, defaults: TrainingSett
                              "reference's one step counter shared by every model (Keras 2.2)")
     parser.add_argument("--no-jit", dest="jit", action="store_false",
                         help="compile the steps with tf.function only, without XLA")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of a run already in the output folder (by default a "
+                             "new run there is refused)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest complete checkpoint in the output folder "
                              "(the settings must be the checkpoint's)")
@@ -134,6 +138,7 @@ def comparable(settings: TrainingSettings) -> dict[str, Any]:
     settings.json and checkpoints, and for comparing with them (first_difference)."""
     values = json.loads(json.dumps(asdict(settings), default=str))
     values.pop("resume", None)
+    values.pop("overwrite", None)
     return {**values, "data_sha256": {name: file_sha256(getattr(settings, name))
                                       for name in settings.data_files()}}
 
