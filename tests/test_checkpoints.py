@@ -175,7 +175,7 @@ def test_one_writer_per_output_folder_and_a_killed_run_leaves_no_lock(digits_csv
     finally:
         first.send_signal(signal.SIGKILL)
         first.communicate()
-    third = run_script("dense_gamo_main.py", *args(train, test, out, 24))      # a new run, the lock gone
+    third = run_script("dense_gamo_main.py", *args(train, test, out, 24, "--overwrite"))   # the lock gone
     assert third.returncode == 0, third.stderr[-3000:]
     assert json.loads((out / "settings.json").read_text())["status"] == "finished"
 
