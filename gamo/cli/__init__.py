@@ -1,0 +1,1 @@
+"""The commands behind the top-level scripts (and the installed gamo-* commands)."""
