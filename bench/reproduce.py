@@ -213,52 +213,10 @@ def play_locally(launches, jobs):
 
 
 def play_on_cluster(address, launches):
-    """Play the launches on an existing Dask cluster; yield (launch, status, record) as each ends.
-
-    A worker runs the training command (subprocess.run, nothing of this file),
-    then sends back its output and the run's result files, which are written
-    here as a local run's would be: the workers need the project, its Python
-    and the data at this machine's paths.
-    """
-    from distributed import Client, as_completed
-
-    with Client(address, timeout="30s") as client:
-        futures = {}
-        for launch in launches:
-            environment = jobs_pool.thread_environment(launch.threads)
-            limits = [f"{name}={value}" for name, value in environment.items()
-                      if name.endswith("_THREADS") or name == "TF_CPP_MIN_LOG_LEVEL"]
-            futures[client.submit(subprocess.run, ["env", *limits, *launch.command], stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, pure=False)] = launch
-            print(f"{launch.label}: {launch.job.steps} steps, sent to {address}", flush=True)
-        for future in as_completed(futures):
-            launch = futures[future]
-            try:
-                completed = future.result()
-                launch.log.write_text(completed.stdout)
-                if completed.returncode == 0:
-                    fetch_results(client, launch.folder, worker_of(client, future))
-                yield launch, completed.returncode, (read_run(launch.folder, launch.name, launch.job)
-                                                     if completed.returncode == 0 else None)
-            except Exception as error:            # the worker itself failed: report, keep the others
-                yield launch, f"error on the worker ({type(error).__name__}: {error})", None
-
-
-def worker_of(client, future):
-    """The address of the worker that holds a finished task's result (where it ran)."""
-    holders = client.who_has(future).get(future.key) or ()
-    return next(iter(holders), None)
-
-
-def fetch_results(client, folder, worker):
-    """Copy a finished run's result files from the worker that wrote them
-    (its own disk: the workers need not share a file system)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    where = {"workers": [worker], "allow_other_workers": False} if worker else {}
-    for name in ("settings.json", "Results.npz", "Record.npz"):
-        content = client.submit(Path.read_bytes, folder / name, pure=False, **where).result()
-        with atomic_path(folder / name) as tmp:
-            Path(tmp).write_bytes(content)
+    """Play the launches on an existing Dask cluster (bench/jobs.py); yield (launch,
+    status, record) as each ends."""
+    for launch, status in jobs_pool.play_on_cluster(address, launches):
+        yield launch, status, read_run(launch.folder, launch.name, launch.job) if status == 0 else None
 
 
 def last_line(path):
