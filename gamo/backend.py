@@ -134,6 +134,21 @@ def compile_function(fn: Callable[..., Any], variables: Iterable[keras.Variable]
     return fn
 
 
+# On TensorFlow, XLA compiles the dense game's step for 5-7 s more than a plain
+# graph and then saves 1-3 ms a batch at 64-784 features (none at 30): it pays
+# from a few thousand batches on (bench/fit_speed.py).
+XLA_PAYS_FROM_BATCHES = 5000
+
+
+def jit_for_work(batches: int) -> bool:
+    """Whether to compile a game's step with XLA for `batches` batches: on
+    TensorFlow when XLA pays for its compilation; always on JAX, whose eager
+    steps are ten times slower; PyTorch runs eagerly."""
+    if BACKEND == "tensorflow":
+        return batches >= XLA_PAYS_FROM_BATCHES
+    return BACKEND == "jax"
+
+
 def jit_for_convolutions(jit: bool) -> bool:
     """Whether to compile a function of convolutions with XLA: not on TensorFlow,
     whose graph-mode oneDNN kernels run the feature extractor's epoch 1.3-1.6

@@ -35,7 +35,9 @@ def read_numeric_csv(path: PathLike, expected_columns: int | None = None) -> npt
 
     Raises InputError naming the file for a missing file, a file that is not
     UTF-8 text, an empty file, non-numeric cells, rows of different lengths or
-    NaN / infinite values.
+    NaN / infinite values. A message names the place as "line N" (a text
+    editor's line number: the first line of the file is 1, header and blank
+    lines counted) and "column M" (the first is 1).
     """
     path = Path(path)
     if not path.is_file():
@@ -46,33 +48,42 @@ def read_numeric_csv(path: PathLike, expected_columns: int | None = None) -> npt
         raise InputError(f"{path}: cannot read ({error.strerror or one_line(error)})") from None
     except UnicodeDecodeError as error:
         raise InputError(f"{path}: not UTF-8 text (byte {error.start})") from None
-    lines = text.splitlines()
-    first = next((line for line in lines if line.strip()), None)
-    if first is None:
+    numbered = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not numbered:
         raise InputError(f"{path}: file is empty")
-    skip = 0
-    if not any(_looks_numeric(cell) for cell in first.strip().split(",")):
+    if not any(_looks_numeric(cell) for cell in numbered[0][1].strip().split(",")):
         # A row with no number at all is a header; a row with some bad cells
-        # is data, and the parser below names the bad cell.
-        print(f"note: {path}: skipping header row", file=sys.stderr)
-        skip = lines.index(first) + 1
-    rows = [line for line in lines[skip:] if line.strip()]
-    if not rows:
+        # is data, and the check below names the bad cell.
+        print(f"note: {path}: skipping header row (line {numbered[0][0]})", file=sys.stderr)
+        numbered = numbered[1:]
+    if not numbered:
         raise InputError(f"{path}: no data rows")
     try:
-        table = np.loadtxt(rows, delimiter=",", ndmin=2, dtype=np.float64, comments=None)
+        table = np.loadtxt([line for _, line in numbered], delimiter=",", ndmin=2, dtype=np.float64,
+                           comments=None)
     except ValueError as error:
-        reason = one_line(error)
-        if "could not convert" in reason:
-            reason = "non-numeric cell: " + reason
-        raise InputError(f"{path}: {reason}") from None
+        raise InputError(f"{path}: {_first_unreadable_line(numbered) or one_line(error)}") from None
     if expected_columns is not None and table.shape[1] != expected_columns:
         raise InputError(
             f"{path}: expected {expected_columns} columns, found {table.shape[1]}")
     if not np.isfinite(table).all():
-        row = int(np.argwhere(~np.isfinite(table))[0][0]) + 1 + skip
-        raise InputError(f"{path}: NaN or infinite value in row {row}")
+        row, column = np.argwhere(~np.isfinite(table))[0]
+        raise InputError(f"{path}: NaN or infinite value at line {numbered[row][0]}, column {column + 1}")
     return table
+
+
+def _first_unreadable_line(numbered: list[tuple[int, str]]) -> str | None:
+    """Where a table stops being a table of numbers: the first line with another
+    number of cells than the first line, or the first cell that is not a number."""
+    width = numbered[0][1].count(",") + 1
+    for number, line in numbered:
+        cells = line.split(",")
+        if len(cells) != width:
+            return f"line {number} has {len(cells)} columns, line {numbered[0][0]} has {width}"
+        for column, cell in enumerate(cells, start=1):
+            if not _looks_numeric(cell):
+                return f"non-numeric cell {cell.strip()[:40]!r} at line {number}, column {column}"
+    return None
 
 
 def integer_labels(values: np.ndarray, path: PathLike,

@@ -33,10 +33,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gamo import nets
 from gamo.data import Imbalance, batch_slices, one_hot, relabel_by_size
+from gamo.backend import jit_for_work
 from gamo.game import Gamo, build_learner
 from gamo.learner import ClassifierOnly
 from gamo.run.loop import Pass, played
 from gamo.run.record import latest_losses
+from gamo.reuse import trained_in_kept_learner
 from gamo.run.report import progress_bar
 from gamo.seeding import global_random_state_kept, set_random_seed
 from gamo.validation import GAMO_PARAMETERS, check_class_sizes, check_parameters, fitted_scaler, integer_seed
@@ -70,8 +72,11 @@ NUMERIC_PARAMETERS = """\
     scaling : {"standard", "pixels"} or None, default="standard"
         "standard": zero mean and unit variance per feature (for tabular data);
         "pixels": the reference's (x - 127.5) / 127.5 for 0-255 pixels; None: as given.
-    jit : bool, default=True
-        Compile the step with XLA (slower to start, faster per batch)."""
+    jit : bool or "auto", default="auto"
+        Compile the step with XLA (slower to start, faster per batch). "auto":
+        on TensorFlow, XLA for fits of 5000 batches or more, a plain graph for
+        shorter ones; JAX always compiles; PyTorch runs eagerly. Fits of the
+        same shapes share their compiled step (gamo.reuse)."""
 
 
 class GamoClassifier(ClassifierMixin, BaseEstimator):
@@ -123,7 +128,7 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, *, steps=50000, epochs=None, batch_size=32, latent_dim=nets.LATENT_DIM,
                  learning_rate=0.0002, beta_1=0.5, use_discriminator=True, classifier_only=False,
-                 standard_adam=False, standard_batchnorm=False, scaling="standard", jit=True,
+                 standard_adam=False, standard_batchnorm=False, scaling="standard", jit="auto",
                  random_state=None, verbose=False):
         self.steps = steps
         self.epochs = epochs
@@ -184,18 +189,26 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         if alone and not self.classifier_only:
             warnings.warn("every class is as large as the largest: nothing to oversample; "
                           "training the classifier alone", UserWarning, stacklevel=3)
-        learner = build_learner(self._settings(alone), x.shape[1], imbalance)
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(labels))        # one shuffle, as the scripts' training_rows
         x, labels = x[order], labels[order]
-        if isinstance(learner, Gamo):
-            learner.players.set_class_points(x, labels)
         slices = batch_slices(len(labels), self.batch_size)
         steps = 2 * self.epochs * len(slices) if self.epochs else self.steps
-        progress = progress_bar(math.ceil(steps / 2)) if self.verbose else None
+        settings = self._settings(alone, jit_for_work(math.ceil(steps / 2)) if self.jit == "auto" else self.jit)
+        learner = build_learner(settings, x.shape[1], imbalance)
+        if isinstance(learner, Gamo):
+            learner.players.set_class_points(x, labels)
         passes = itertools.repeat(Pass(x, one_hot(labels, imbalance.num_classes), slices))
-        curve = {name: [] for name in learner.loss_names()}
-        for losses in played(learner, passes, 0, steps, rng):
+        with trained_in_kept_learner(learner, settings,
+                                     lambda: build_learner(settings, x.shape[1], imbalance)) as trainer:
+            curve = self._losses(played(trainer, passes, 0, steps, rng), trainer.loss_names(), steps)
+        return learner, curve
+
+    def _losses(self, losses_per_batch, names, steps):
+        """{loss name: its value at every batch}, with a progress bar if verbose."""
+        progress = progress_bar(math.ceil(steps / 2)) if self.verbose else None
+        curve = {name: [] for name in names}
+        for losses in losses_per_batch:
             for name, value in losses.items():
                 curve[name].append(value)
             if progress is not None:
@@ -203,14 +216,14 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
                 progress.update(1)
         if progress is not None:
             progress.close()
-        return learner, {name: np.asarray(values, np.float64) for name, values in curve.items()}
+        return {name: np.asarray(values, np.float64) for name, values in curve.items()}
 
-    def _settings(self, alone):
+    def _settings(self, alone, jit):
         """The scripts' settings that build_learner reads, from this estimator's parameters."""
         return SimpleNamespace(
             lr=self.learning_rate, beta1=self.beta_1, standard_adam=self.standard_adam,
             standard_batchnorm=self.standard_batchnorm, is_baseline=alone, latent_dim=self.latent_dim,
-            batch_size=self.batch_size, no_discriminator=not self.use_discriminator, jit=self.jit)
+            batch_size=self.batch_size, no_discriminator=not self.use_discriminator, jit=jit)
 
     def predict_proba(self, X):
         """Give M's softmax outputs, one column per class of ``classes_``.
@@ -326,7 +339,7 @@ class GamoSampler(BaseOverSampler):
     def __init__(self, *, sampling_strategy="auto", random_state=None, steps=50000, epochs=None,
                  batch_size=32, latent_dim=nets.LATENT_DIM, learning_rate=0.0002, beta_1=0.5,
                  use_discriminator=True, standard_adam=False, standard_batchnorm=False, scaling="standard",
-                 jit=True, verbose=False):
+                 jit="auto", verbose=False):
         super().__init__(sampling_strategy=sampling_strategy)
         self.random_state = random_state
         self.steps = steps

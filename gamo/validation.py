@@ -38,7 +38,7 @@ GAMO_PARAMETERS = {
     "standard_batchnorm": ("a bool", _boolean),
     "scaling": ("'standard', 'pixels' or None", lambda v: v is None or (isinstance(v, str) and v in
                                                                        ("standard", "pixels"))),
-    "jit": ("a bool", _boolean),
+    "jit": ("a bool or 'auto'", lambda v: _boolean(v) or (isinstance(v, str) and v == "auto")),
     "random_state": ("an int, a numpy.random.RandomState or None", lambda v: v is None or _integer(v, 0)
                      or isinstance(v, np.random.RandomState)),
     "verbose": ("a bool or an int", lambda v: _boolean(v) or _integer(v, 0)),

@@ -161,7 +161,7 @@ GOOD = np.column_stack([np.arange(40).reshape(10, 4), [0, 0, 0, 0, 0, 0, 1, 1, 1
 
 @pytest.mark.parametrize("case, train, test, message", [
     ("empty", None, GOOD, "file is empty"),
-    ("nan", np.where(GOOD == 5, np.nan, GOOD), GOOD, "NaN or infinite value in row 2"),
+    ("nan", np.where(GOOD == 5, np.nan, GOOD), GOOD, "NaN or infinite value at line 2, column 2"),
     ("features", GOOD, GOOD[:, 1:], "3 features, but .* has 4"),
     ("unseen", GOOD, np.column_stack([GOOD[:, :-1], np.full(10, 7)]), "label 7 does not occur"),
     ("one_class", np.column_stack([GOOD[:, :-1], np.zeros(10)]), GOOD, "need at least 2 classes"),

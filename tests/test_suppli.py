@@ -98,6 +98,23 @@ def test_reader_errors_name_the_file(tmp_path, content, message):
     assert str(path) in str(error.value)
 
 
+HEADED = "label,a,b\n\n1,2,3\n4,5,6\n\n"     # a header, blank lines: a text editor's line numbers
+
+
+@pytest.mark.parametrize("bad_line, message", [
+    ("7,x,9", "non-numeric cell 'x' at line 6, column 2"),
+    ("7,8", "line 6 has 2 columns, line 3 has 3"),
+    ("7,8,nan", "NaN or infinite value at line 6, column 3"),
+    ("7,inf,9", "NaN or infinite value at line 6, column 2"),
+])
+def test_reader_errors_give_the_line_a_text_editor_shows(tmp_path, bad_line, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(HEADED + bad_line + "\n")
+    with pytest.raises(errors.InputError) as error:
+        data.read_numeric_csv(path)
+    assert str(error.value) == f"{path}: {message}"
+
+
 def test_scaling_maps_pixels_to_minus_one_one():
     np.testing.assert_allclose(data.scale_pixels([0, 127.5, 255]), [-1, 0, 1])
 
@@ -119,3 +136,17 @@ def test_help_shows_the_defaults_of_options_but_not_of_flags():
     text = " ".join(parser.format_help().split())
     assert "steps to play (default: 50000)" in text
     assert "without XLA" in text and "default: True" not in text
+
+
+@pytest.mark.parametrize("command", ["dense", "fashion", "gamo2pix", "prepare"])
+def test_every_command_shows_each_default_once_and_never_an_empty_one(command):
+    import importlib
+
+    module = importlib.import_module(f"gamo.cli.{command}")
+    parsers = ([module.build_parser(spec) for spec in (module.MNIST, module.FASHION_MNIST)]
+               if command == "prepare" else [module.build_parser()])
+    for parser in parsers:
+        for action in (action for action in parser._actions if action.help):
+            shown = " ".join(parser._get_formatter()._expand_help(action).split())
+            assert "(default: None)" not in shown and "(default: )" not in shown, shown
+            assert shown.lower().count("default") <= 1, shown

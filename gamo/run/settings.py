@@ -115,10 +115,14 @@ def add_training_options(parser: argparse.ArgumentParser, defaults: TrainingSett
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option's help shows its default, but a flag's (whose default only means 'not given')."""
+    """Every option's help shows its default once: not a flag's (whose default only
+    means 'not given'), not an empty one (None, ""), not where the help says it."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        return action.help if action.nargs == 0 else super()._get_help_string(action)
+        text = action.help or ""
+        if action.nargs == 0 or action.default in (None, "", argparse.SUPPRESS) or "default" in text.lower():
+            return action.help
+        return super()._get_help_string(action)
 
 
 def new_parser(description: str) -> argparse.ArgumentParser:
