@@ -32,13 +32,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gamo import nets
-from gamo.data import Imbalance, batch_slices, one_hot, relabel_by_size
 from gamo.backend import jit_for_work
+from gamo.data import Imbalance, batch_slices, one_hot, relabel_by_size
 from gamo.game import Gamo, build_learner
 from gamo.learner import ClassifierOnly
+from gamo.reuse import trained_in_kept_learner
 from gamo.run.loop import Pass, played
 from gamo.run.record import latest_losses
-from gamo.reuse import trained_in_kept_learner
 from gamo.run.report import progress_bar
 from gamo.seeding import global_random_state_kept, set_random_seed
 from gamo.validation import GAMO_PARAMETERS, check_class_sizes, check_parameters, fitted_scaler, integer_seed
@@ -194,7 +194,8 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         x, labels = x[order], labels[order]
         slices = batch_slices(len(labels), self.batch_size)
         steps = 2 * self.epochs * len(slices) if self.epochs else self.steps
-        settings = self._settings(alone, jit_for_work(math.ceil(steps / 2)) if self.jit == "auto" else self.jit)
+        jit = jit_for_work(math.ceil(steps / 2)) if self.jit == "auto" else self.jit
+        settings = self._settings(alone, jit)
         learner = build_learner(settings, x.shape[1], imbalance)
         if isinstance(learner, Gamo):
             learner.players.set_class_points(x, labels)
