@@ -50,8 +50,8 @@ from sklearn.datasets import load_breast_cancer, load_digits  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
-from bench.jobs import STOPPED, default_jobs, play_locally, threads_per_job  # noqa: E402
 from gamo import GamoClassifier, GamoSampler  # noqa: E402
+from gamo.compare.jobs import STOPPED, default_jobs, play_locally, threads_per_job  # noqa: E402
 from gamo.errors import InputError, run_cli
 from gamo.files import atomic_path, save_json
 from gamo.pictures import new_figure, save_figure
@@ -169,7 +169,7 @@ def collected(dataset, name, args):
 
 @dataclass(frozen=True)
 class Launch:
-    """One unit to play in a child process (bench/jobs.py)."""
+    """One unit to play in a child process (gamo.compare.jobs)."""
 
     dataset: str
     name: str

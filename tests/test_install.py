@@ -17,7 +17,8 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-COMMANDS = ("gamo-dense", "gamo-fashion-mnist", "gamo2pix", "gamo-mnist-process", "gamo-fmnist-process")
+COMMANDS = ("gamo-dense", "gamo-fashion-mnist", "gamo2pix", "gamo-mnist-process", "gamo-fmnist-process",
+            "gamo-reproduce")
 SAMPLER_IN_A_PIPELINE = textwrap.dedent("""
     import pathlib, sys
     import numpy as np

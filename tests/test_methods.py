@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import DIGITS_TRAIN_COUNTS, SEED, load_bench
+from conftest import DIGITS_TRAIN_COUNTS, SEED
 
 from gamo.data import read_labelled_csv
 from gamo.errors import InputError
@@ -92,7 +92,7 @@ def test_a_new_method_is_one_entry_usable_by_the_script_the_summary_and_the_harn
     settings = json.loads((tmp_path / "script" / "settings.json").read_text())
     assert settings["method"] == "first-twice"
     assert sum(settings["train_counts"]) == sum(DIGITS_TRAIN_COUNTS.values()) + 4
-    reproduce = load_bench("reproduce")
+    from gamo.cli import reproduce
     runs = reproduce.main(["--dataset", "mnist5k", "--train", str(train), "--test", str(test), "--name", "new",
                            "--methods", "first-twice", "--seeds", str(SEED), "--steps", "20", "--eval-every", "10",
                            "--no-jit", "--jobs", "1", "--out-dir", str(tmp_path / "harness")])

@@ -1,15 +1,16 @@
-"""The comparison of bench/reproduce.py: baselines, SMOTE, GAMO without D and GAMO,
-each through the trios' own scripts on the imbalanced digits."""
+"""The comparison (gamo-reproduce, bench/reproduce.py): baselines, SMOTE, GAMO
+without D and GAMO, each through the trios' own commands on the imbalanced digits."""
 
 import json
 import sys
 
 import numpy as np
 import pytest
-from conftest import DIGITS_TRAIN_COUNTS, ROOT, SEED, load_bench
+from conftest import DIGITS_TRAIN_COUNTS, ROOT, SEED, run_script
 
 from gamo import learner, nets
-from gamo.cli import dense
+from gamo.cli import dense, reproduce
+from gamo.compare.runs import launches_and_finished
 from gamo.data import read_labelled_csv, relabel_by_size
 from gamo.errors import InputError
 from gamo.methods import oversampled
@@ -21,8 +22,6 @@ STEPS = 40
 METHODS = ["baseline", "smote", "gamo-nodis", "gamo"]
 MAJORITY = max(DIGITS_TRAIN_COUNTS.values())
 
-
-reproduce = load_bench("reproduce")
 
 
 def reproduce_args(digits_csvs, out, dataset, methods, steps, name):
@@ -82,7 +81,49 @@ def test_no_discriminator_is_refused_for_a_baseline():
         settings.settings_from(args, dense.Settings)
 
 
-# ---------------------------------------------------------------- bench/reproduce.py
+# ---------------------------------------------------------------- gamo-reproduce
+
+def test_bench_reproduce_is_the_command(tmp_path):
+    result = run_script("bench/reproduce.py", "--help", cwd=tmp_path)
+    assert result.returncode == 0 and "--vmap K" in result.stdout
+
+
+def test_vmap_groups_the_seeds_of_a_method_into_one_command(digits_csvs, tmp_path):
+    argv = reproduce_args(digits_csvs, tmp_path, "mnist5k", ["baseline", "gamo"], STEPS, "digits")
+    argv[argv.index("--seeds") + 1] = "0-2"
+    args = reproduce.build_parser().parse_args(argv + ["--vmap", "2"])
+    args.jobs = 1
+    jobs, launches, finished = launches_and_finished(args, reproduce.DATASETS["mnist5k"], "digits", *digits_csvs)
+    assert len(jobs) == 6 and not finished
+    assert [(launch.jobs[0].method, [job.seed for job in launch.jobs]) for launch in launches] == [
+        ("baseline", [0, 1]), ("baseline", [2]), ("gamo", [0, 1]), ("gamo", [2])]
+    group, single = launches[2].command, launches[3].command
+    assert group[group.index("--seeds") + 1] == "0,1" and "--seed" not in group
+    assert group[group.index("--out-dir") + 1] == str(tmp_path / "runs" / "digits" / f"gamo_seed{{seed}}_steps{STEPS}")
+    assert single[single.index("--seed") + 1] == "2" and "--seeds" not in single
+    assert [folder.name for folder in launches[2].folders] == [f"gamo_seed{k}_steps{STEPS}" for k in (0, 1)]
+
+
+@pytest.mark.skipif(reproduce.keras_backend_name() == "jax", reason="JAX groups the seeds")
+def test_vmap_off_jax_is_refused_in_one_line(digits_csvs, tmp_path):
+    with pytest.raises(InputError, match="--vmap needs the JAX backend"):
+        reproduce.main(reproduce_args(digits_csvs, tmp_path, "mnist5k", ["gamo"], STEPS, "d") + ["--vmap", "2"])
+
+
+@pytest.mark.slow
+@pytest.mark.every_backend
+@pytest.mark.skipif(reproduce.keras_backend_name() != "jax", reason="--vmap needs JAX")
+def test_vmapped_seeds_write_every_run_and_are_reused_as_single_runs(digits_csvs, tmp_path, capsys):
+    args = reproduce_args(digits_csvs, tmp_path, "mnist5k", ["gamo"], 20, "digits")
+    args[args.index("--seeds") + 1] = "0-2"
+    runs = reproduce.main(args + ["--vmap", "3"])
+    assert [run["seed"] for run in runs] == [0, 1, 2]
+    assert len({run["run_dir"] for run in runs}) == 3 and all(run["final_step"] == 20 for run in runs)
+    assert (tmp_path / "runs" / "digits" / "gamo_seeds0-1-2_steps20.log").is_file()
+    again = reproduce.main(args)          # without --vmap: the same runs, finished
+    assert capsys.readouterr().out.count("finished earlier") == 3
+    assert [run["test"] for run in again] == [run["test"] for run in runs]
+
 
 @pytest.mark.slow
 def test_every_method_writes_its_record_and_the_table(dense_comparison):

@@ -1,7 +1,11 @@
-"""The job pool of the benchmarks (bench/reproduce.py, bench/tabular.py): child
+"""The job pool of the comparisons (gamo-reproduce, bench/tabular.py): child
 processes on this machine, `jobs` at a time, each with its share of the cores'
 threads, passing Ctrl-C and SIGTERM on so that every child can save its work
-before it stops; or on a Dask cluster."""
+before it stops; or on a Dask cluster.
+
+A launch has a `command`, a `log`, `threads`, a `label` and a `start_line`;
+on a cluster also `steps` (for the line that sends it) and `folders` (where its
+result files go)."""
 
 from __future__ import annotations
 
@@ -96,14 +100,15 @@ def play_on_cluster(address, launches):
                       if name.endswith("_THREADS") or name == "TF_CPP_MIN_LOG_LEVEL"]
             futures[client.submit(subprocess.run, ["env", *limits, *launch.command], stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, pure=False)] = launch
-            print(f"{launch.label}: {launch.job.steps} steps, sent to {address}", flush=True)
+            print(f"{launch.label}: {launch.steps} steps, sent to {address}", flush=True)
         for future in as_completed(futures):
             launch = futures[future]
             try:
                 completed = future.result()
                 launch.log.write_text(completed.stdout)
                 if completed.returncode == 0:
-                    fetch_results(client, launch.folder, worker_of(client, future))
+                    for folder in launch.folders:
+                        fetch_results(client, folder, worker_of(client, future))
                 yield launch, completed.returncode
             except Exception as error:            # the worker itself failed: report, keep the others
                 yield launch, f"error on the worker ({type(error).__name__}: {error})"
