@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from gamo.backend import Tensor
     from gamo.game import Gamo
+    from gamo.group import LearnerGroup
     from gamo.metrics import Scores
 
 
@@ -54,6 +55,12 @@ class FeatureGamo(Learner):
         self.train_features: np.ndarray | None = None
         # F+M's losses of the last epoch, reported with the next batch
         self.epoch_losses: list[Tensor] = []
+        self.group: LearnerGroup | None = None      # the runs trained with this one (gamo.group)
+
+    @property
+    def compiled_step(self) -> Callable[..., dict[str, Tensor]]:     # type: ignore[override]
+        """The game's step on a batch of features."""
+        return self.gamo.compiled_step
 
     def epoch(self, images: np.ndarray, onehot: np.ndarray, rng: np.random.Generator) -> None:
         """(a) One F+M pass in a fresh random order, as Keras' fit(shuffle=True) does."""
@@ -73,10 +80,14 @@ class FeatureGamo(Learner):
         resumed inside a pass, whose F is already trained), (b) the training
         features with the new F for the IGUs, then (c) the game's pass on them."""
         for round_number in itertools.count():
+            if self.group is not None:      # F+M's updates advance the game's shared Adam counter
+                self.group.sync()
             if round_number > 0 or not resumed_mid_pass:
                 self.epoch(images, onehot, rng)
             self.train_features = self.features(images)
             self.gamo.players.set_class_points(self.train_features, labels)
+            if self.group is not None:      # the counter and the IGUs' points, changed
+                self.group.reload()
             yield Pass(self.train_features, onehot, slices)
 
     def evaluation(self, train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
@@ -91,14 +102,22 @@ class FeatureGamo(Learner):
         return evaluate
 
     # ------------------------------------------------------------ the Learner interface
-    def train_on_batch(self, x: np.ndarray, y_onehot: np.ndarray,
-                       rng: np.random.Generator) -> dict[str, Tensor]:
-        """The game's batch; the first batch of a pass also reports its epoch's F+M losses."""
-        losses = self.gamo.train_on_batch(x, y_onehot, rng)
-        if self.epoch_losses:
-            losses = {"FM": np.array([to_numpy(loss) for loss in self.epoch_losses]), **losses}
-            self.epoch_losses = []
+    def step_inputs(self, x: np.ndarray, y_onehot: np.ndarray,
+                    rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """The game's batch of features and its draws."""
+        return self.gamo.step_inputs(x, y_onehot, rng)
+
+    def pending_losses(self) -> dict[str, Tensor]:
+        """The first batch of a pass also reports its epoch's F+M losses."""
+        if not self.epoch_losses:
+            return {}
+        losses = {"FM": np.array([to_numpy(loss) for loss in self.epoch_losses])}
+        self.epoch_losses = []
         return losses
+
+    def joined(self, group: LearnerGroup) -> None:
+        """Sync with the group around each round's F+M epoch (see rounds)."""
+        self.group = group
 
     def loss_names(self) -> tuple[str, ...]:
         """F+M's loss, then the game's."""

@@ -17,13 +17,18 @@ import numpy as np
 
 from gamo.backend import BACKEND
 from gamo.errors import InputError
+from gamo.run.loop import train_together
 
 if BACKEND == "jax":
     import jax
     import jax.numpy as jnp
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from gamo.learner import Learner
+    from gamo.metrics import Scores
+    from gamo.run.loop import Pass, Run
 
 # What a run of a group holds besides its state, as a multiple of the state's
 # bytes (the step's inputs, outputs and intermediates; measured: bench/README.md).
@@ -54,6 +59,8 @@ class LearnerGroup:
         self.step = jax.jit(jax.vmap(steps[0]._pure))    # the learners' own step, vmapped
         self.values: list | None = None
         self.written_back = True          # the learners' variables hold the group's state
+        for learner in self.learners:
+            learner.joined(self)
 
     def __len__(self) -> int:
         return len(self.learners)
@@ -88,7 +95,8 @@ class LearnerGroup:
         losses, self.values = self.step(self.values, *stacked)
         self.written_back = False
         losses = jax.device_get(losses)          # every loss in one transfer
-        return [{name: value[k] for name, value in losses.items()} for k in range(len(self))]
+        return [{**learner.pending_losses(), **{name: value[k] for name, value in losses.items()}}
+                for k, learner in enumerate(self.learners)]
 
 
 def available_memory_bytes() -> int:
@@ -110,3 +118,21 @@ def check_group_fits(runs: int, state_bytes: int, available: int | None = None) 
         raise InputError(f"{runs} runs in one step need about {need / 2**30:.1f} GiB "
                          f"({state_bytes / 2**20:.0f} MiB of state each), {available / 2**30:.1f} GiB "
                          f"is available on {jax.devices()[0].platform}: use {fit} seeds or fewer per process")
+
+
+def train_seeds(settings: Any, new_run: Callable[[Any], tuple[Run, Iterator[Pass]]],
+                after_batch: Callable[[Run], object] | None = None) -> list[Scores]:
+    """A training script's runs of --seeds, trained together in one compiled step:
+    new_run(the settings of one seed) gives a run in its own folder and its passes.
+    A group resumes as a group: every run at the same step."""
+    require_jax("--seeds with several seeds")
+    runs, passes = zip(*(new_run(settings.for_seed(seed)) for seed in settings.seeds))
+    steps = {run.step for run in runs}
+    if len(steps) > 1:
+        where = ", ".join(f"seed {run.settings.seed} at {run.step}" for run in runs)
+        raise InputError(f"--seeds: the runs stand at different steps ({where}); resume each alone to "
+                         "the same step first")
+    group = LearnerGroup([run.learner for run in runs])
+    check_group_fits(len(group), group.state_bytes())
+    print(f"{len(group)} runs in one compiled step: seeds {settings.seeds}")
+    return train_together(list(runs), list(passes), group, after_batch)

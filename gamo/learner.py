@@ -4,7 +4,7 @@ the paper's baseline, the classifier alone."""
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,7 +38,16 @@ class Learner(abc.ABC):
                        rng: np.random.Generator) -> dict[str, Tensor]:
         """One batch's updates; random draws come from `rng`. Returns the
         batch's {loss name: value} (tensors) for the names of loss_names()."""
-        return self.compiled_step(*self.step_inputs(x, y_onehot, rng))
+        return {**self.pending_losses(), **self.compiled_step(*self.step_inputs(x, y_onehot, rng))}
+
+    def pending_losses(self) -> dict[str, Tensor]:
+        """Losses of work done between batches, reported with the next batch (and cleared)."""
+        return {}
+
+    def joined(self, group: Any) -> None:
+        """Called when the learner joins a gamo.group.LearnerGroup, which trains its
+        compiled step from then on (a learner with work between batches syncs with it)."""
+        return None
 
     @abc.abstractmethod
     def loss_names(self) -> tuple[str, ...]:

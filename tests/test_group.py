@@ -83,6 +83,70 @@ def test_seeds_vmapped_equal_the_same_seeds_run_one_by_one(learner_kind):
     assert not np.array_equal(first[kernel], second[kernel])             # other seeds, other runs
 
 
+def new_conv_run(seed, x, y):
+    """The conv script's learner (F, then the game on F's features), seeded as the script seeds it."""
+    from gamo.feature_game import FeatureGamo
+    from gamo.game import Gamo
+    from gamo.nets import build_feature_extractor
+    from gamo.seeding import set_random_seed
+
+    set_random_seed(seed)
+    imbalance = Imbalance(np.bincount(y))
+    extractor = build_feature_extractor((8, 8, 1), 16)
+    learner = FeatureGamo(extractor, Gamo(16, imbalance, batch_size=16), batch_size=16)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(y))
+    images, labels = x[order].reshape(-1, 8, 8, 1), y[order]
+    onehot = one_hot(labels, imbalance.num_classes)
+    return learner, rng, learner.rounds(images, labels, onehot, batch_slices(len(y), 16), rng)
+
+
+@pytest.mark.skipif(not ON_JAX, reason="a group of runs is a JAX program")
+def test_conv_seeds_vmapped_equal_the_same_seeds_run_one_by_one():
+    """A round of the conv script: F+M's epoch and the features run by run, then 3 game
+    batches on the features, vmapped; F+M's updates share the game's Adam counter."""
+    from gamo.group import LearnerGroup
+
+    x, y = digits()
+    singles = [new_conv_run(seed, x, y) for seed in SEEDS]
+    single_losses = []
+    for learner, rng, rounds in singles:
+        features, onehot, slices = next(rounds)
+        single_losses.append([learner.train_on_batch(features[batch], onehot[batch], rng)
+                              for batch in slices[:3]])
+    runs = [new_conv_run(seed, x, y) for seed in SEEDS]
+    group = LearnerGroup([learner for learner, *_ in runs])
+    passes = [next(rounds) for _, _, rounds in runs]       # each run's epoch, synced with the group
+    for index, batch in enumerate(slices[:3]):
+        losses = group.train_on_batches([(features[batch], onehot[batch]) for features, onehot, _ in passes],
+                                        [rng for _, rng, _ in runs])
+        assert [set(run) for run in losses] == [set(alone[index]) for alone in single_losses]
+        assert ("FM" in losses[0]) == (index == 0)          # F+M's epoch reported with its first batch
+    group.sync()
+    for (single, *_), (grouped, *_) in zip(singles, runs):
+        expected, got = state_of(single), state_of(grouped)
+        assert expected.keys() == got.keys() and any(name.startswith("Conv/") for name in got)
+        for name in expected:        # F, M, D, the trunk, IGUs (with their points), Adam, counter, BN sites
+            np.testing.assert_allclose(got[name], expected[name], rtol=RTOL, atol=ATOL, err_msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ON_JAX, reason="a group of runs is a JAX program")
+def test_the_conv_script_trains_a_group_into_each_runs_folder(digits_csvs, tmp_path):
+    from gamo.cli import fashion
+
+    fashion.main(group_args(digits_csvs, tmp_path / "conv_{seed}", "--seeds", "0,1", "--num-features", "16"))
+    fashion.main(group_args(digits_csvs, tmp_path / "alone", "--seed", "1", "--num-features", "16"))
+    for seed in (0, 1):
+        with np.load(tmp_path / f"conv_{seed}" / "Record.npz") as grouped, \
+                np.load(tmp_path / "alone" / "Record.npz") as alone:
+            assert {key: grouped[key].shape for key in grouped} == {key: alone[key].shape for key in alone}
+        assert (tmp_path / f"conv_{seed}" / "gamo_models_20" / "Conv_20.keras").is_file()
+    with np.load(tmp_path / "conv_1" / "Record.npz") as grouped, np.load(tmp_path / "alone" / "Record.npz") as alone:
+        np.testing.assert_allclose(grouped["loss_FM"], alone["loss_FM"], rtol=1e-3)     # seed 1 both
+        np.testing.assert_allclose(grouped["loss_M_real"], alone["loss_M_real"], rtol=1e-3)
+
+
 @pytest.mark.skipif(ON_JAX, reason="JAX runs groups")
 def test_a_group_is_refused_in_one_line_off_jax():
     from gamo.group import require_jax

@@ -21,12 +21,12 @@ import numpy as np
 from gamo.data import batch_slices, load_dataset, one_hot, training_rows
 from gamo.errors import InputError, run_cli
 from gamo.game import build_learner
-from gamo.group import LearnerGroup, check_group_fits, require_jax
+from gamo.group import train_seeds
 from gamo.images import square_side
 from gamo.methods import method_named, methods
 from gamo.nets import LATENT_DIM
 from gamo.run.folder import claim_output_dir
-from gamo.run.loop import Pass, Run, class_counts, evaluation, train, train_together
+from gamo.run.loop import Pass, Run, class_counts, evaluation, train
 from gamo.run.report import print_summary
 from gamo.run.settings import TrainingSettings, add_training_options, new_parser, parse_seeds, settings_from
 from gamo.seeding import set_random_seed
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None, after_batch: Callable[[Run], object]
     settings = settings_from(build_parser().parse_args(argv), Settings)
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale)
     if settings.seeds is not None and len(settings.seeds) > 1:
-        return train_seeds(settings, dataset, after_batch)[0]
+        return train_seeds(settings, lambda one: new_run(one, dataset), after_batch)[0]
     if settings.seeds is not None:
         settings = replace(settings, seed=settings.seeds[0], seeds=None)
     run, passes = new_run(settings, dataset)
@@ -193,23 +193,6 @@ def new_run(settings: Settings, dataset: Dataset) -> tuple[Run, Iterator[Pass]]:
         run.resume()
     one_pass = Pass(x, one_hot(y, learner.num_classes), batch_slices(len(y), settings.batch_size))
     return run, itertools.repeat(one_pass)
-
-
-def train_seeds(settings: Settings, dataset: Dataset,
-                after_batch: Callable[[Run], object] | None = None) -> list[Scores]:
-    """One run per seed of --seeds, trained together in one compiled step (gamo.group);
-    each in its own folder. A group resumes as a group: every run at the same step."""
-    require_jax("--seeds with several seeds")
-    runs, passes = zip(*(new_run(settings.for_seed(seed), dataset) for seed in settings.seeds or ()))
-    steps = {run.step for run in runs}
-    if len(steps) > 1:
-        where = ", ".join(f"seed {run.settings.seed} at {run.step}" for run in runs)
-        raise InputError(f"--seeds: the runs stand at different steps ({where}); resume each alone to "
-                         "the same step first")
-    group = LearnerGroup([run.learner for run in runs])
-    check_group_fits(len(group), group.state_bytes())
-    print(f"{len(group)} runs in one compiled step: seeds {settings.seeds}")
-    return train_together(list(runs), list(passes), group, after_batch)
 
 
 def cli() -> None:

@@ -22,9 +22,10 @@ prefer_onednn()   # read when TensorFlow is imported, below
 from gamo import nets  # noqa: E402
 from gamo.cli.dense import Settings, add_game_options  # noqa: E402
 from gamo.data import batch_slices, load_dataset, one_hot, training_rows  # noqa: E402
-from gamo.errors import InputError, run_cli  # noqa: E402
+from gamo.errors import run_cli  # noqa: E402
 from gamo.feature_game import FeatureGamo  # noqa: E402
 from gamo.game import build_learner  # noqa: E402
+from gamo.group import train_seeds  # noqa: E402
 from gamo.images import image_shape_for, parse_image_shape, to_images  # noqa: E402
 from gamo.run.folder import claim_output_dir  # noqa: E402
 from gamo.run.loop import Pass, Run, class_counts, evaluation, train  # noqa: E402
@@ -34,8 +35,9 @@ from gamo.seeding import set_random_seed  # noqa: E402
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
+    from gamo.data import Dataset
     from gamo.learner import Learner
     from gamo.metrics import Scores
 
@@ -67,20 +69,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> Scores:
-    """Train as the command line says; the final test scores."""
+def main(argv: Sequence[str] | None = None, after_batch: Callable[[Run], object] | None = None) -> Scores:
+    """Train as the command line says; the final test scores (of the first seed's run, with --seeds)."""
     settings = settings_from(build_parser().parse_args(argv), ConvSettings)
-    if settings.seeds is not None:       # several runs in one process: the dense script's, for now
-        if len(settings.seeds) > 1:
-            raise InputError("--seeds: several seeds in one process are the dense script's "
-                             "(dense_gamo_main.py) for now; run this script once per seed")
-        settings = replace(settings, seed=settings.seeds[0], seeds=None)
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale,
                            missing_hint="fMNIST_process.py")
     settings.image_shape = image_shape_for(dataset.x_train.shape[1], settings.image_shape, settings.train)
+    if settings.seeds is not None and len(settings.seeds) > 1:
+        return train_seeds(settings, lambda one: new_run(one, dataset), after_batch)[0]
+    if settings.seeds is not None:
+        settings = replace(settings, seed=settings.seeds[0], seeds=None)
+    run, passes = new_run(settings, dataset)
+    return train(run, passes, after_batch)
+
+
+def new_run(settings: ConvSettings, dataset: Dataset) -> tuple[Run, Iterator[Pass]]:
+    """A run of the settings' seed in its claimed folder (resumed if asked), and its
+    passes: the images for the baselines, GAMO's rounds (F+M epoch, features, game) else."""
     claim_output_dir(settings)
     set_random_seed(settings.seed)
-    extractor = nets.build_feature_extractor(settings.image_shape, settings.num_features)
+    image_shape = settings.image_shape or ()
+    extractor = nets.build_feature_extractor(image_shape, settings.num_features)
     # ClassifierOnly for the baselines, else FeatureGamo over build_learner's Gamo: settings.is_baseline
     # decides, which mypy cannot follow (the ignores below).
     learner: Learner
@@ -92,20 +101,20 @@ def main(argv: Sequence[str] | None = None) -> Scores:
     rng = np.random.default_rng(settings.seed)
     x, y = training_rows(dataset, rng, settings.method, settings.seed, settings.train)
     print_summary(settings, dataset, y, more=(
-        f"images {'x'.join(map(str, settings.image_shape))} -> {settings.num_features} features"))
-    images, test_images = to_images(x, settings.image_shape), to_images(dataset.x_test, settings.image_shape)
+        f"images {'x'.join(map(str, image_shape))} -> {settings.num_features} features"))
+    images, test_images = to_images(x, image_shape), to_images(dataset.x_test, image_shape)
     onehot, slices = one_hot(y, learner.num_classes), batch_slices(len(y), settings.batch_size)
     if settings.is_baseline:
-        evaluate = evaluation(learner, dataset, lambda rows: to_images(rows, settings.image_shape))
+        evaluate = evaluation(learner, dataset, lambda rows: to_images(rows, image_shape))
     else:
         evaluate = learner.evaluation(images, y, test_images, dataset.y_test)  # type: ignore[union-attr]
     run = Run(settings, learner, evaluate, rng, class_counts(dataset, y))
     if settings.resume:
         run.resume()
     if settings.is_baseline:
-        return train(run, itertools.repeat(Pass(images, onehot, slices)))
-    return train(run, learner.rounds(images, y, onehot, slices, rng,  # type: ignore[union-attr]
-                                     resumed_mid_pass=(run.step // 2) % len(slices) != 0))
+        return run, itertools.repeat(Pass(images, onehot, slices))
+    return run, learner.rounds(images, y, onehot, slices, rng,  # type: ignore[union-attr]
+                               resumed_mid_pass=(run.step // 2) % len(slices) != 0)
 
 
 def cli() -> None:
