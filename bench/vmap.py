@@ -35,7 +35,7 @@ import jax  # noqa: E402
 
 from gamo.data import imbalance_of, one_hot, relabel_by_size, scale_pixels  # noqa: E402
 from gamo.game import Gamo  # noqa: E402
-from gamo.group import MEMORY_PER_STATE, LearnerGroup, available_memory_bytes  # noqa: E402
+from gamo.group import LearnerGroup, available_memory_bytes, memory_per_state  # noqa: E402
 from gamo.prepare import NUM_PIXELS, REFERENCE_TRAIN_COUNTS  # noqa: E402
 from gamo.run.settings import new_parser  # noqa: E402
 from gamo.seeding import set_random_seed  # noqa: E402
@@ -109,7 +109,7 @@ def main(argv=None):
     figures = {"platform": device.platform, "device": device.device_kind, "single_ms": single, "groups": {}}
     state = LearnerGroup([learner]).state_bytes()
     for runs in [int(k) for k in args.groups.split(",")]:
-        if runs * state * MEMORY_PER_STATE > available_memory_bytes():
+        if runs * state * memory_per_state() > available_memory_bytes():
             print(f"K={runs}: more than this device's memory holds by gamo.group's estimate; stopping")
             break
         median, first, _ = time_group(learner, x, onehot, runs, args.batches, args.warmup)

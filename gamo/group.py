@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gamo.backend import BACKEND
 from gamo.errors import InputError
-from gamo.run.loop import train_together
+from gamo.run.folder import release_output_dir
+from gamo.run.loop import train, train_together
 
 if BACKEND == "jax":
     import jax
@@ -30,9 +32,18 @@ if TYPE_CHECKING:
     from gamo.metrics import Scores
     from gamo.run.loop import Pass, Run
 
-# What a run of a group holds besides its state, as a multiple of the state's
-# bytes (the step's inputs, outputs and intermediates; measured: bench/README.md).
-MEMORY_PER_STATE = 4.0
+# What a run of a group needs, as a multiple of its state's bytes. On an
+# accelerator the device holds the stacked state, its update and each learner's
+# own variables (the stacked step alone: 2x on an H200, bench/vmap.py). On a CPU
+# the same memory also holds each run's rows, models, compiled evaluation and
+# records: per added run 6.2-8.8x for Fashion-MNIST's dense game, 6.1-9.3x for the
+# convolutional script's (bench/vmap_memory.py).
+MEMORY_PER_STATE = {"cpu": 10.0, "accelerator": 4.0}
+
+
+def memory_per_state() -> float:
+    """MEMORY_PER_STATE for the device JAX computes on."""
+    return MEMORY_PER_STATE["cpu" if jax.devices()[0].platform == "cpu" else "accelerator"]
 
 
 def require_jax(what: str = "several seeds in one process") -> None:
@@ -111,22 +122,55 @@ def available_memory_bytes() -> int:
 
 def check_group_fits(runs: int, state_bytes: int, available: int | None = None) -> None:
     """InputError, before training, if `runs` runs of `state_bytes` each cannot fit."""
-    need = runs * state_bytes * MEMORY_PER_STATE
+    per_run = state_bytes * memory_per_state()
     available = available_memory_bytes() if available is None else available
-    if need > available:
-        fit = int(available // (state_bytes * MEMORY_PER_STATE))
-        raise InputError(f"{runs} runs in one step need about {need / 2**30:.1f} GiB "
+    if runs * per_run > available:
+        fit = int(available // per_run)
+        advice = (f"use {fit} seeds or fewer per process" if fit > 1
+                  else "train the seeds one at a time (--seed)")
+        raise InputError(f"{runs} runs in one step need about {runs * per_run / 2**30:.1f} GiB "
                          f"({state_bytes / 2**20:.0f} MiB of state each), {available / 2**30:.1f} GiB "
-                         f"is available on {jax.devices()[0].platform}: use {fit} seeds or fewer per process")
+                         f"is available on {jax.devices()[0].platform}: {advice}")
+
+
+def train_as_asked(settings: Any, new_run: Callable[[Any], tuple[Run, Iterator[Pass]]],
+                   after_batch: Callable[[Run], object] | None = None) -> Scores:
+    """A training script's run: one, or with several --seeds a group (train_seeds).
+    The final test scores (of the first seed's run in a group)."""
+    if settings.seeds is not None and len(settings.seeds) > 1:
+        return train_seeds(settings, new_run, after_batch)[0]
+    if settings.seeds is not None:
+        settings = replace(settings, seed=settings.seeds[0], seeds=None)
+    run, passes = new_run(settings)
+    return train(run, passes, after_batch)
 
 
 def train_seeds(settings: Any, new_run: Callable[[Any], tuple[Run, Iterator[Pass]]],
                 after_batch: Callable[[Run], object] | None = None) -> list[Scores]:
     """A training script's runs of --seeds, trained together in one compiled step:
     new_run(the settings of one seed) gives a run in its own folder and its passes.
-    A group resumes as a group: every run at the same step."""
+    A group resumes as a group: every run at the same step. A group refused before
+    training leaves no new run's folder behind."""
     require_jax("--seeds with several seeds")
-    runs, passes = zip(*(new_run(settings.for_seed(seed)) for seed in settings.seeds))
+    runs: list[Run] = []
+    passes: list[Iterator[Pass]] = []
+    try:
+        for seed in settings.seeds:
+            run, its_passes = new_run(settings.for_seed(seed))
+            runs.append(run)
+            passes.append(its_passes)
+        group = group_of(runs)
+    except InputError:
+        if not settings.resume:
+            for run in runs:
+                release_output_dir(run.settings.out_dir)
+        raise
+    print(f"{len(group)} runs in one compiled step: seeds {settings.seeds}")
+    return train_together(runs, passes, group, after_batch)
+
+
+def group_of(runs: Sequence[Run]) -> LearnerGroup:
+    """The runs' learners as a group, if the runs stand at one step and fit in memory."""
     steps = {run.step for run in runs}
     if len(steps) > 1:
         where = ", ".join(f"seed {run.settings.seed} at {run.step}" for run in runs)
@@ -134,5 +178,4 @@ def train_seeds(settings: Any, new_run: Callable[[Any], tuple[Run, Iterator[Pass
                          "the same step first")
     group = LearnerGroup([run.learner for run in runs])
     check_group_fits(len(group), group.state_bytes())
-    print(f"{len(group)} runs in one compiled step: seeds {settings.seeds}")
-    return train_together(list(runs), list(passes), group, after_batch)
+    return group

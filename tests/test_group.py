@@ -157,11 +157,26 @@ def test_a_group_is_refused_in_one_line_off_jax():
 
 @pytest.mark.skipif(not ON_JAX, reason="jax.devices() needs the JAX backend")
 def test_a_group_too_large_for_memory_is_refused_before_training():
-    from gamo.group import check_group_fits
+    from gamo.group import check_group_fits, memory_per_state
 
-    check_group_fits(8, 2**20, available=64 * 2**20)       # 8 runs of 1 MiB: 32 MiB of 64
+    run_bytes = int(memory_per_state() * 2**20)               # what a run of 1 MiB of state needs
+    check_group_fits(8, 2**20, available=16 * run_bytes)
     with pytest.raises(InputError, match="use 16 seeds or fewer per process"):
-        check_group_fits(100, 2**20, available=64 * 2**20)
+        check_group_fits(100, 2**20, available=16 * run_bytes)
+    with pytest.raises(InputError, match=r"train the seeds one at a time \(--seed\)"):
+        check_group_fits(2, 2**20, available=run_bytes)
+
+
+@pytest.mark.skipif(not ON_JAX, reason="a group of runs is a JAX program")
+def test_a_refused_group_leaves_no_folder_behind(digits_csvs, tmp_path, monkeypatch):
+    """Refused before training, the same command with fewer seeds starts afresh."""
+    from gamo import group
+    from gamo.cli import dense
+
+    monkeypatch.setattr(group, "available_memory_bytes", lambda: 2**20)
+    with pytest.raises(InputError, match="GiB is available on cpu"):
+        dense.main(group_args(digits_csvs, tmp_path / "run_{seed}", "--seeds", "0,1"))
+    assert list(tmp_path.iterdir()) == []
 
 
 def group_args(digits_csvs, out, *extra):

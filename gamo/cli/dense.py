@@ -21,12 +21,12 @@ import numpy as np
 from gamo.data import batch_slices, load_dataset, one_hot, training_rows
 from gamo.errors import InputError, run_cli
 from gamo.game import build_learner
-from gamo.group import train_seeds
+from gamo.group import train_as_asked
 from gamo.images import square_side
 from gamo.methods import method_named, methods
 from gamo.nets import LATENT_DIM
 from gamo.run.folder import claim_output_dir
-from gamo.run.loop import Pass, Run, class_counts, evaluation, train
+from gamo.run.loop import Pass, Run, class_counts, evaluation
 from gamo.run.report import print_summary
 from gamo.run.settings import TrainingSettings, add_training_options, new_parser, parse_seeds, settings_from
 from gamo.seeding import set_random_seed
@@ -167,12 +167,7 @@ def main(argv: Sequence[str] | None = None, after_batch: Callable[[Run], object]
     """Train as the command line says; the final test scores (of the first seed's run, with --seeds)."""
     settings = settings_from(build_parser().parse_args(argv), Settings)
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale)
-    if settings.seeds is not None and len(settings.seeds) > 1:
-        return train_seeds(settings, lambda one: new_run(one, dataset), after_batch)[0]
-    if settings.seeds is not None:
-        settings = replace(settings, seed=settings.seeds[0], seeds=None)
-    run, passes = new_run(settings, dataset)
-    return train(run, passes, after_batch)
+    return train_as_asked(settings, lambda one: new_run(one, dataset), after_batch)
 
 
 def new_run(settings: Settings, dataset: Dataset) -> tuple[Run, Iterator[Pass]]:

@@ -10,7 +10,7 @@ update per batch, and stop after steps / 2 batches.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,10 +25,10 @@ from gamo.data import batch_slices, load_dataset, one_hot, training_rows  # noqa
 from gamo.errors import run_cli  # noqa: E402
 from gamo.feature_game import FeatureGamo  # noqa: E402
 from gamo.game import build_learner  # noqa: E402
-from gamo.group import train_seeds  # noqa: E402
+from gamo.group import train_as_asked  # noqa: E402
 from gamo.images import image_shape_for, parse_image_shape, to_images  # noqa: E402
 from gamo.run.folder import claim_output_dir  # noqa: E402
-from gamo.run.loop import Pass, Run, class_counts, evaluation, train  # noqa: E402
+from gamo.run.loop import Pass, Run, class_counts, evaluation  # noqa: E402
 from gamo.run.report import print_summary  # noqa: E402
 from gamo.run.settings import new_parser, settings_from  # noqa: E402
 from gamo.seeding import set_random_seed  # noqa: E402
@@ -75,12 +75,7 @@ def main(argv: Sequence[str] | None = None, after_batch: Callable[[Run], object]
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale,
                            missing_hint="fMNIST_process.py")
     settings.image_shape = image_shape_for(dataset.x_train.shape[1], settings.image_shape, settings.train)
-    if settings.seeds is not None and len(settings.seeds) > 1:
-        return train_seeds(settings, lambda one: new_run(one, dataset), after_batch)[0]
-    if settings.seeds is not None:
-        settings = replace(settings, seed=settings.seeds[0], seeds=None)
-    run, passes = new_run(settings, dataset)
-    return train(run, passes, after_batch)
+    return train_as_asked(settings, lambda one: new_run(one, dataset), after_batch)
 
 
 def new_run(settings: ConvSettings, dataset: Dataset) -> tuple[Run, Iterator[Pass]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -94,6 +95,20 @@ def claim_output_dir(settings: TrainingSettings) -> Path:
     if not settings.resume:
         save_json(path, {**mine, "status": "running"})
     return out_dir
+
+
+def release_output_dir(out_dir: PathLike) -> None:
+    """Undo claim_output_dir for a new run that never trained (a group refused
+    before training): its settings.json and lock go, and the folder if that
+    empties it, so that the same command with fewer seeds starts afresh."""
+    out_dir = Path(out_dir)
+    stream = _HELD_LOCKS.pop(str(out_dir.resolve()), None)
+    if stream is not None:
+        stream.close()
+    for name in ("settings.json", ".lock"):
+        (out_dir / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):      # not empty: something else lives there
+        out_dir.rmdir()
 
 
 def clear_outputs(out_dir: Path) -> None:
