@@ -14,7 +14,6 @@ the device's memory (bench/vmap.py reports its peak); this measures the host.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -28,15 +27,9 @@ from gamo.environment import keras_backend_name  # noqa: E402
 if keras_backend_name() != "jax":
     sys.exit("bench/vmap_memory.py: run it with KERAS_BACKEND=jax (a group of runs is a JAX program)")
 
-from gamo.group import available_memory_bytes, memory_per_state  # noqa: E402
+from gamo.group import available_memory_bytes, memory_per_state, state_bytes  # noqa: E402
 from gamo.prepare import DEBIAN_FASHION_DIR  # noqa: E402
 from gamo.run.settings import new_parser  # noqa: E402
-
-
-def state_bytes_of(learner) -> int:
-    """Bytes of the state a group stacks for one run (as LearnerGroup.state_bytes)."""
-    import numpy as np
-    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in learner.compiled_step.variables)
 
 
 def child(script: str, runs: int, steps: int, folder: str) -> None:
@@ -45,7 +38,8 @@ def child(script: str, runs: int, steps: int, folder: str) -> None:
     state = {}
 
     def after_batch(run):
-        state.setdefault("bytes", state_bytes_of(run.learner))
+        if "bytes" not in state:        # once: the shapes do not change
+            state["bytes"] = state_bytes(run.learner)
 
     main = dense.main if script == "dense" else fashion.main
     main(["--train", f"{folder}/fMnist_100_trainData.csv", "--test", f"{folder}/fMnist_100_testData.csv",
@@ -58,7 +52,7 @@ def child(script: str, runs: int, steps: int, folder: str) -> None:
 def measure(script: str, runs: int, steps: int, folder: str) -> dict:
     """child() in a fresh process: its figures."""
     output = subprocess.run([sys.executable, __file__, "--child", script, str(runs), str(steps), folder],
-                            check=True, capture_output=True, text=True, env={**os.environ}).stdout
+                            check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -94,7 +88,7 @@ def main(argv=None):
         available = available_memory_bytes() / 2**20
         more = (available - figures["groups"][largest]["peak_mib"]) / max(slopes)
         figures["seeds_that_fit"] = largest + int(more)
-        per_run_estimate = memory_per_state() * got["state_bytes"]
+        per_run_estimate = memory_per_state() * figures["groups"][largest]["state_bytes"]
         figures["seeds_gamo_group_allows"] = int(available * 2**20 // per_run_estimate)
         print(f"this machine: {available / 1024:.1f} GiB available, so about {figures['seeds_that_fit']} "
               f"seeds of the {args.script} script in one process by the largest measured slope; "

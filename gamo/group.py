@@ -78,7 +78,7 @@ class LearnerGroup:
 
     def state_bytes(self) -> int:
         """Bytes of one run's state (weights, optimiser and other states)."""
-        return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in self.variables[0])
+        return state_bytes(self.learners[0])
 
     def reload(self) -> None:
         """Take the state from the learners' variables at the next batch."""
@@ -108,6 +108,12 @@ class LearnerGroup:
         losses = jax.device_get(losses)          # every loss in one transfer
         return [{**learner.pending_losses(), **{name: value[k] for name, value in losses.items()}}
                 for k, learner in enumerate(self.learners)]
+
+
+def state_bytes(learner: Learner) -> int:
+    """Bytes of the state a group stacks for one run: its compiled step's variables."""
+    step: Any = learner.compiled_step         # backend._JaxFunction
+    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in step.variables)
 
 
 def available_memory_bytes() -> int:
