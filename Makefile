@@ -14,10 +14,17 @@ OLDEST ?= .venv-oldest
 
 venv: $(STAMP)
 
+# smote-variants (the benchmark's best-ranked SMOTE variants) without its declared MKL and
+# TensorFlow pins, with what it imports (pyproject.toml's "variants" extra brings them all).
+VARIANTS := smote-variants==1.0.1
+VARIANTS_IMPORTS := minisom metric-learn seaborn
+
 # The project itself, editable, with its extras (requirements.txt; the list is in pyproject.toml).
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(VARIANTS)
+	$(PY) -m pip install --quiet --disable-pip-version-check $(VARIANTS_IMPORTS)
 	touch $(STAMP)
 
 # PyTorch for KERAS_BACKEND=torch: the CPU-only wheel (PyPI's default build brings

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from gamo.environment import import_backend_quietly, running_our_script
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
     import numpy as np
 
@@ -48,6 +48,24 @@ elif BACKEND == "torch":
     # project's scripts only, and only if OMP_NUM_THREADS does not say otherwise.
     if running_our_script() and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def training_threads() -> Iterator[None]:
+    """The estimators' thread policy while they train: on PyTorch one intra-op thread,
+    as the scripts use (a step's products are a few rows wide, and PyTorch's pool of
+    one thread per core slows ten-fold as soon as anything else shares the cores),
+    unless OMP_NUM_THREADS says otherwise; the caller's setting is put back after.
+    TensorFlow and JAX keep their own pools."""
+    if BACKEND != "torch" or "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def value_and_gradients(loss_fn: Callable[[], LossValue],

@@ -110,6 +110,24 @@ def read_labelled_csv(path: PathLike) -> tuple[npt.NDArray[np.float32], npt.NDAr
     return table[:, :-1].astype(np.float32), integer_labels(table[:, -1], path)
 
 
+# The reference reads 0-255 pixels; data whose largest value is below this use so little of
+# that range that (x - 127.5) / 127.5 flattens them to nearly one value (raw 0-16 digit
+# intensities: all within [-1, -0.87]), and GAMO then trains to chance.
+PIXEL_SPAN = 64
+
+
+def check_pixels(x: np.ndarray, path: PathLike) -> None:
+    """InputError naming --no-scale unless x looks like 0-255 pixels: no negative
+    value, none above 255, and a largest value of PIXEL_SPAN or more."""
+    if x.size == 0:
+        return
+    low, high = float(np.min(x)), float(np.max(x))
+    if low < 0 or high > 255 or high < PIXEL_SPAN:
+        raise InputError(f"{path}: the features are not 0-255 pixels (values from {low:.4g} to {high:.4g}), "
+                         "which the default scaling (x - 127.5) / 127.5 assumes; pass --no-scale to use "
+                         "them as they are (standardised or other features), or rescale them to 0-255")
+
+
 def scale_pixels(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """Map pixel values 0..255 to [-1, 1]."""
     return ((np.asarray(x, dtype=np.float32) - 127.5) / 127.5).astype(np.float32)
@@ -204,14 +222,24 @@ class Dataset:
     original_labels: np.ndarray     # original label of each new class
 
 
+def single_row_notes(counts: np.ndarray, names: npt.ArrayLike) -> list[str]:
+    """The one rule of the scripts and the estimators for a class with a single
+    training row: it trains, with this note (its IGU has one point to combine)."""
+    names = np.asarray(names)
+    return [f"class {names[k].tolist()!r} has a single training row; every sample generated for it is "
+            "that row" for k in np.flatnonzero(np.asarray(counts) == 1)]
+
+
 def load_dataset(train_path: PathLike, test_path: PathLike | None, scale: bool = True,
                  missing_hint: str = "MNIST_process.py") -> Dataset:
     """The relabelled, scaled train and test sets; test_path None: no test set (empty)."""
-    for path in filter(None, (train_path, test_path)):
-        # mypy joins the two path types to object here.
-        if not Path(path).is_file():  # type: ignore[arg-type]
-            raise InputError(f"{path}: file not found; run '{how_to_run(missing_hint)}' to "
-                             "prepare it, or pass --train/--test")
+    for given in filter(None, (train_path, test_path)):
+        path = Path(given)  # type: ignore[arg-type]   # mypy joins the two path types to object here
+        if not path.is_file():
+            prepared = path.name.endswith(("_trainData.csv", "_testData.csv"))   # the processing's names
+            hint = (f"; run '{how_to_run(missing_hint)}' to prepare it, or pass --train/--test" if prepared
+                    else "; check the path")
+            raise InputError(f"{path}: file not found{hint}")
     x_train, y_train = read_labelled_csv(train_path)
     x_test, y_test = read_labelled_csv(test_path) if test_path else (x_train[:0], y_train[:0])
     if x_train.shape[1] != x_test.shape[1]:
@@ -219,10 +247,11 @@ def load_dataset(train_path: PathLike, test_path: PathLike | None, scale: bool =
                          f"has {x_train.shape[1]}")
     y_train, y_test, original = relabel_by_size(y_train, y_test, train_path, test_path)
     imbalance = imbalance_of(y_train, path=train_path)
-    for k in np.flatnonzero(imbalance.counts == 1):
-        print(f"warning: {train_path}: class {original[k]} has a single training point; every "
-              "sample generated for it is that point", file=sys.stderr)
+    for note in single_row_notes(imbalance.counts, original):
+        print(f"warning: {train_path}: {note}", file=sys.stderr)
     if scale:
+        check_pixels(x_train, train_path)
+        check_pixels(x_test, test_path or train_path)
         x_train, x_test = scale_pixels(x_train), scale_pixels(x_test)
     return Dataset(x_train, y_train, x_test, y_test, imbalance, original)
 

@@ -1,9 +1,10 @@
 """Which Keras backend a process will use, and starting it quietly: nothing here
 imports Keras or a backend, so it can be asked before they start.
 
-Also the backend settings that this project's scripts choose for themselves
-(never for a program that imports gamo): TensorFlow's start-up lines muted,
-oneDNN for the convolutional scripts, one PyTorch thread (gamo.backend).
+Also the backend settings that this project's scripts choose for themselves:
+TensorFlow's start-up lines muted (for a program that imports gamo too, unless
+it sets TF_CPP_MIN_LOG_LEVEL itself), oneDNN for the convolutional scripts,
+one PyTorch thread (gamo.backend).
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from types import ModuleType
+
+
+# TensorFlow's log level as the program set it before gamo started a backend (JAX sets its
+# own default when imported; that is not the user's choice).
+USER_TF_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 
 
 def keras_backend_name() -> str:
@@ -61,19 +67,21 @@ def running_our_script() -> bool:
     main = getattr(sys.modules.get("__main__"), "__file__", None)
     if main is None:
         return False
-    return Path(main).resolve().parent in (PROJECT_DIR, PROJECT_DIR / "bench") or Path(main).name in COMMANDS
+    return (Path(main).resolve().parent in (PROJECT_DIR, PROJECT_DIR / "bench", PROJECT_DIR / "gamo" / "cli")
+            or Path(main).name in COMMANDS)
 
 
 def import_tensorflow_quietly() -> ModuleType:
-    """Import TensorFlow; in this project's scripts, let it probe for devices with
-    file descriptor 2 muted.
+    """Import TensorFlow and let it probe for devices with file descriptor 2 muted.
 
-    Its C++ start-up lines (CUDA probing, absl notices) ignore
-    TF_CPP_MIN_LOG_LEVEL; muting them keeps errors to one line. Python
-    exceptions still propagate normally. Imported from another program (`import
-    gamo`), nothing of the process is changed: TensorFlow starts as it would.
+    Its C++ start-up lines (CUDA probing, CPU-feature and absl notices) ignore
+    TF_CPP_MIN_LOG_LEVEL and print even on a machine without a GPU; muting them
+    keeps this project's scripts' errors to one line and a library user's first
+    fit as quiet as `import gamo`. A program that sets TF_CPP_MIN_LOG_LEVEL
+    itself chose what TensorFlow prints: outside this project's scripts,
+    TensorFlow then starts as it would. Python exceptions propagate normally.
     """
-    if "tensorflow" in sys.modules or not running_our_script():
+    if "tensorflow" in sys.modules or (USER_TF_LOG_LEVEL is not None and not running_our_script()):
         import tensorflow as tf
 
         return tf

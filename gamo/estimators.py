@@ -32,7 +32,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from gamo import nets
-from gamo.backend import jit_for_work
+from gamo.backend import jit_for_work, training_threads
 from gamo.data import Imbalance, batch_slices, one_hot, relabel_by_size
 from gamo.game import Gamo, build_learner
 from gamo.learner import ClassifierOnly
@@ -41,23 +41,37 @@ from gamo.run.loop import Pass, played
 from gamo.run.record import latest_losses
 from gamo.run.report import progress_bar
 from gamo.seeding import global_random_state_kept, set_random_seed
-from gamo.validation import GAMO_PARAMETERS, check_class_sizes, check_parameters, fitted_scaler, integer_seed
+from gamo.validation import (
+    GAMO_PARAMETERS,
+    TABULAR_EPOCHS,
+    TABULAR_LEARNING_RATE,
+    TABULAR_MIN_BATCHES,
+    check_class_sizes,
+    check_parameters,
+    fitted_scaler,
+    integer_seed,
+    tabular_steps,
+)
 
 # isort: split
 import keras
 
 GAME_PARAMETERS = """\
-    steps : int, default=50000
+    steps : int or "auto", default="auto"
         The reference's max_step: 2 per batch, so steps / 2 batches; each batch
-        updates M twice (real and generated rows).
+        updates M twice (real and generated rows). "auto": a budget that grows
+        with the data, max({min_batches} batches, {epochs} passes over X), chosen
+        on the benchmark's development subset (README: "Tabular data"); the
+        scripts' (and the reference's) budget is 50000.
     epochs : int or None, default=None
         If given, train for this many passes over X instead (steps = 2 x batches).
     batch_size : int, default=32
         Rows per batch (the reference's).
     latent_dim : int, default=100
         Size of the generator's noise input.
-    learning_rate : float, default=0.0002
-        Adam's learning rate for every player.
+    learning_rate : float, default={learning_rate}
+        Adam's learning rate for every player (the reference's: 0.0002; chosen
+        with the budget on the benchmark's development subset).
     beta_1 : float, default=0.5
         Adam's beta_1 for every player.
     use_discriminator : bool, default=True
@@ -126,8 +140,9 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         here there are several players, and one value per batch.
     """
 
-    def __init__(self, *, steps=50000, epochs=None, batch_size=32, latent_dim=nets.LATENT_DIM,
-                 learning_rate=0.0002, beta_1=0.5, use_discriminator=True, classifier_only=False,
+    def __init__(self, *, steps="auto", epochs=None, batch_size=32, latent_dim=nets.LATENT_DIM,
+                 learning_rate=TABULAR_LEARNING_RATE, beta_1=0.5, use_discriminator=True,
+                 classifier_only=False,
                  standard_adam=False, standard_batchnorm=False, scaling="standard", jit="auto",
                  random_state=None, verbose=False):
         self.steps = steps
@@ -170,7 +185,7 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         self.scaler_ = fitted_scaler(self.scaling, X)
         x = np.asarray(self.scaler_.transform(X), dtype=np.float32)
         seed = integer_seed(self.random_state)
-        with global_random_state_kept():
+        with global_random_state_kept(), training_threads():
             learner, self.loss_curve_ = self._play(x, internal, seed)
         alone = isinstance(learner, ClassifierOnly)
         self.classifier_ = learner.classifier if alone else learner.players.classifier
@@ -193,7 +208,7 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         order = rng.permutation(len(labels))        # one shuffle, as the scripts' training_rows
         x, labels = x[order], labels[order]
         slices = batch_slices(len(labels), self.batch_size)
-        steps = 2 * self.epochs * len(slices) if self.epochs else self.steps
+        steps = 2 * self.epochs * len(slices) if self.epochs else tabular_steps(self.steps, len(slices))
         jit = jit_for_work(math.ceil(steps / 2)) if self.jit == "auto" else self.jit
         settings = self._settings(alone, jit)
         learner = build_learner(settings, x.shape[1], imbalance)
@@ -337,8 +352,8 @@ class GamoSampler(BaseOverSampler):
         Names of the features seen during fit_resample, when X has string column names.
     """
 
-    def __init__(self, *, sampling_strategy="auto", random_state=None, steps=50000, epochs=None,
-                 batch_size=32, latent_dim=nets.LATENT_DIM, learning_rate=0.0002, beta_1=0.5,
+    def __init__(self, *, sampling_strategy="auto", random_state=None, steps="auto", epochs=None,
+                 batch_size=32, latent_dim=nets.LATENT_DIM, learning_rate=TABULAR_LEARNING_RATE, beta_1=0.5,
                  use_discriminator=True, standard_adam=False, standard_batchnorm=False, scaling="standard",
                  jit="auto", verbose=False):
         super().__init__(sampling_strategy=sampling_strategy)
@@ -379,5 +394,6 @@ class GamoSampler(BaseOverSampler):
 
 # The game's parameters are the same for both estimators: one text in both docstrings.
 for _estimator in (GamoClassifier, GamoSampler):
-    _estimator.__doc__ = (_estimator.__doc__ or "").replace("{game_parameters}", GAME_PARAMETERS).replace(
+    _estimator.__doc__ = (_estimator.__doc__ or "").replace("{game_parameters}", GAME_PARAMETERS.format(
+        min_batches=TABULAR_MIN_BATCHES, epochs=TABULAR_EPOCHS, learning_rate=TABULAR_LEARNING_RATE)).replace(
         "{numeric_parameters}", NUMERIC_PARAMETERS)

@@ -33,3 +33,14 @@ def scores(true_labels: npt.ArrayLike, predicted_labels: npt.ArrayLike, num_clas
     return Scores(acsa=float(tpr.mean()), gm=gm,
                   acc=float(accuracy_score(true_labels, predicted_labels)),
                   tpr=tpr, conf_mat=conf_mat)
+
+
+def chance_note(tpr: npt.ArrayLike) -> str:
+    """A warning for per-class recalls no better than chance ('' otherwise): an ACSA at
+    or below 1 / classes, as predicting one class for every row scores."""
+    tpr = np.asarray(tpr, dtype=float)
+    if len(tpr) > 1 and tpr.mean() <= 1 / len(tpr) + 1e-9:
+        one_class = np.count_nonzero(tpr == 1) == 1 and np.count_nonzero(tpr) == 1
+        return (f"chance level (ACSA {tpr.mean():.4f} <= 1/{len(tpr)}"
+                + ("; every test row of one class right, none of the others" if one_class else "") + ")")
+    return ""

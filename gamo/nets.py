@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gamo.layers import CallSiteBatchNormalization, ConvexCombination, LeakyReLU
+from gamo.sizes import IMAGE_SHAPE, LATENT_DIM, NUM_FEATURES  # noqa: F401 (nets.LATENT_DIM, ...)
 
 # isort: split
 import keras
@@ -25,7 +26,6 @@ LEAKY_SLOPE = 0.1
 BN_MOMENTUM = 0.9
 HIDDEN_WIDTHS = (256, 128)        # M and D
 TRUNK_WIDTHS = (256, 64)          # generator trunk; the last is the code size
-LATENT_DIM = 100
 
 
 def _leaky_mlp(inputs: Tensor, widths: Sequence[int], name: str) -> Tensor:
@@ -95,8 +95,6 @@ def convex_weights_model(igu: keras.Model) -> keras.Model:
     return keras.Model(igu.input, igu.get_layer(CONVEX_WEIGHTS).output)
 
 
-IMAGE_SHAPE = (28, 28, 1)
-NUM_FEATURES = 512
 FILTERS = 32
 KERNEL_SIZE = 5
 

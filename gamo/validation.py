@@ -4,10 +4,13 @@ estimators make them at fit, and the scalings they offer."""
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
+
+from gamo.data import single_row_notes
 
 PIXEL_CENTRE = 127.5
 
@@ -26,7 +29,7 @@ def _boolean(value):
 
 # Parameter -> (what it must be, the check): checked at fit, as scikit-learn's estimators do.
 GAMO_PARAMETERS = {
-    "steps": ("an int >= 1", _integer),
+    "steps": ("an int >= 1 or 'auto'", lambda v: _integer(v) or (isinstance(v, str) and v == "auto")),
     "epochs": ("an int >= 1 or None", lambda v: v is None or _integer(v)),
     "batch_size": ("an int >= 1", _integer),
     "latent_dim": ("an int >= 1", _integer),
@@ -45,6 +48,21 @@ GAMO_PARAMETERS = {
 }
 
 
+# The estimators' defaults for tabular data, chosen on the benchmark's development subset
+# (gamo.compare.datasets.DEVELOPMENT_SETS; README "Tabular data"): steps="auto" trains
+# max(TABULAR_MIN_BATCHES, TABULAR_EPOCHS passes) batches at this learning rate.
+TABULAR_MIN_BATCHES = 1000
+TABULAR_EPOCHS = 3
+TABULAR_LEARNING_RATE = 0.002
+
+
+def tabular_steps(steps, batches_per_epoch):
+    """The steps (2 per batch) of a fit: `steps` itself, or for "auto" the tabular budget."""
+    if steps != "auto":
+        return steps
+    return 2 * max(TABULAR_MIN_BATCHES, TABULAR_EPOCHS * batches_per_epoch)
+
+
 def check_parameters(estimator, names):
     """ValueError naming the first parameter that is not what GAMO_PARAMETERS says."""
     for name in names:
@@ -56,14 +74,12 @@ def check_parameters(estimator, names):
 
 
 def check_class_sizes(classes, encoded):
-    """GAMO needs 2 or more classes, each with 2 or more rows (a convex combination
-    of one point is that point, and an IGU of one point learns nothing)."""
+    """GAMO needs 2 or more classes. A class with a single row trains, with a
+    warning, as in the scripts (gamo.data.single_row_notes)."""
     if classes.size < 2:
         raise ValueError(f"y: expected at least 2 classes, got 1 class ({classes[0].tolist()!r})")
-    counts = np.bincount(encoded)
-    if counts.min() < 2:
-        raise ValueError(f"y: expected at least 2 rows in every class, got {counts.min()} in class "
-                         f"{classes[np.argmin(counts)].tolist()!r}")
+    for note in single_row_notes(np.bincount(encoded), classes):
+        warnings.warn(f"y: {note}", UserWarning, stacklevel=3)
 
 
 def integer_seed(random_state):

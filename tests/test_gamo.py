@@ -127,12 +127,19 @@ def test_string_labels_and_the_classes_generated():
     (np.zeros(4), [0, 0, 1, 1], "Expected 2D array, got 1D array"),
     (np.zeros((4, 2)), [0, 0, 0, 0], "(?i)more than 1 class|at least 2 classes.* got 1 class"),
     (np.zeros((4, 2)), [0, 0, 1], "inconsistent numbers of samples"),
-    (np.zeros((4, 2)), [0, 0, 0, 1], "expected at least 2 rows in every class, got 1 in class 1"),
 ])
 def test_bad_input_raises_value_error_saying_what_was_expected(X, y, message):
     for estimator in (GamoClassifier(**TINY), GamoSampler(**TINY)):
         with pytest.raises(ValueError, match=message):
             estimator.fit_resample(X, y) if hasattr(estimator, "fit_resample") else estimator.fit(X, y)
+
+
+def test_a_class_with_a_single_row_trains_with_the_scripts_warning():
+    """One rule for the scripts and the estimators (gamo.data.single_row_notes)."""
+    X = np.random.default_rng(0).normal(size=(6, 2))
+    with pytest.warns(UserWarning, match="class 1 has a single training row"):
+        classifier = GamoClassifier(**TINY).fit(X, [0, 0, 0, 0, 0, 1])
+    assert classifier.sample(1, 2) == pytest.approx(np.repeat(X[5:], 2, axis=0))     # that row, twice
 
 
 @pytest.mark.slow

@@ -278,3 +278,37 @@ def test_the_missing_file_hint_names_the_command_the_user_has(tmp_path, monkeypa
     monkeypatch.setattr("sys.argv", [program])
     with pytest.raises(InputError, match=f"run '{hint}' to prepare it"):
         load_dataset(tmp_path / "Mnist_100_trainData.csv", tmp_path / "Mnist_100_testData.csv")
+
+
+def test_a_users_own_missing_file_gets_no_processing_hint(tmp_path):
+    from gamo.data import load_dataset
+    from gamo.errors import InputError
+
+    with pytest.raises(InputError, match=r"my_data.csv: file not found; check the path$"):
+        load_dataset(tmp_path / "my_data.csv", None)
+
+
+LIGHT = """
+import sys
+from gamo.cli import {module}
+try:
+    {module}.main({argv!r})
+except SystemExit:
+    pass
+except Exception as error:
+    print(type(error).__name__, error)
+print("BACKEND", sorted(name for name in ("keras", "tensorflow", "jax", "torch") if name in sys.modules))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["dense", "fashion"])
+@pytest.mark.parametrize("argv", [["--help"], ["--train", "nowhere.csv"], ["--steps", "3"]])
+def test_help_and_bad_input_are_answered_before_the_backend_starts(module, argv):
+    """--help, a missing file and an argument error never import Keras or a backend."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", LIGHT.format(module=module, argv=argv)],
+                            capture_output=True, text=True, timeout=120)
+    assert "BACKEND []" in result.stdout, result.stdout + result.stderr

@@ -104,6 +104,52 @@ def test_vmap_groups_the_seeds_of_a_method_into_one_command(digits_csvs, tmp_pat
     assert [folder.name for folder in launches[2].folders] == [f"gamo_seed{k}_steps{STEPS}" for k in (0, 1)]
 
 
+def test_vmap_groups_the_seeds_of_a_convolutional_method_too(digits_csvs, tmp_path):
+    argv = reproduce_args(digits_csvs, tmp_path, "conv", ["gamo"], STEPS, "digits")
+    argv[argv.index("--seeds") + 1] = "0-1"
+    args = reproduce.build_parser().parse_args(argv + ["--vmap", "2", "--no-scale"])
+    args.jobs = 1
+    reproduce.check_options(args, "jax")              # no longer refused for the convolutional trio
+    _, launches, _ = launches_and_finished(args, reproduce.DATASETS["conv"], "digits", *digits_csvs)
+    command = launches[0].command
+    assert len(launches) == 1 and command[command.index("--seeds") + 1] == "0,1"
+    assert "gamo-fashion-mnist" in command[0] or "fashion_mnist_gamo_main.py" in command[1]
+    assert "--no-scale" in command
+
+
+def test_your_own_files_go_to_the_dense_trio_and_dataset_is_documented(tmp_path, capsys):
+    from gamo.compare.runs import DATASETS
+
+    help_text = reproduce.build_parser().format_help()
+    assert all(name in help_text for name in DATASETS) and "feature vectors of any kind" in help_text
+    with pytest.raises(InputError, match="--dataset dense: give the files with --train and --test"):
+        reproduce.main(["--dataset", "dense", "--out-dir", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_a_tabular_csv_runs_the_dense_trio_and_a_chance_level_table_says_so(tmp_path, capsys):
+    """Standardised features: refused in one line naming --no-scale without it (the
+    child's message); with it, the dense trio trains, and its first line says so."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    train, test = tmp_path / "t_train.csv", tmp_path / "t_test.csv"
+    np.savetxt(train, np.column_stack([X[::2], y[::2]]), delimiter=",", fmt="%.6g")
+    np.savetxt(test, np.column_stack([X[1::2], y[1::2]]), delimiter=",", fmt="%.6g")
+    argv = ["--train", str(train), "--test", str(test), "--methods", "baseline", "--seeds", "0",
+            "--steps", "20", "--eval-every", "10", "--no-jit", "--jobs", "1", "--out-dir", str(tmp_path / "r")]
+    with pytest.raises(InputError, match="not 0-255 pixels.*--no-scale"):
+        reproduce.main(argv)
+    capsys.readouterr()
+    runs = reproduce.main(argv + ["--no-scale", "--name", "scaled"])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("gamo-reproduce: dense, gamo-dense on ") and "--no-scale" in first
+    assert runs[0]["test"]["acsa"] > 0.6
+    assert "chance level" not in (tmp_path / "r" / "scaled.md").read_text()
+
+
 @pytest.mark.skipif(reproduce.keras_backend_name() == "jax", reason="JAX groups the seeds")
 def test_vmap_off_jax_is_refused_in_one_line(digits_csvs, tmp_path):
     with pytest.raises(InputError, match="--vmap needs the JAX backend"):

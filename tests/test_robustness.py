@@ -191,7 +191,7 @@ def test_a_class_with_a_single_point_is_allowed_with_a_warning(tmp_path, capsys)
     write_rows(tmp_path / "train.csv", rows)
     dataset = load_dataset(tmp_path / "train.csv", tmp_path / "train.csv", scale=False)
     assert dataset.imbalance.counts.tolist() == [1, 3, 6]
-    assert "class 2 has a single training point" in capsys.readouterr().err
+    assert "class 2 has a single training row" in capsys.readouterr().err
 
 
 def test_a_folder_holding_another_runs_outputs_is_refused(tmp_path):
@@ -249,3 +249,32 @@ def test_a_repeated_command_never_overwrites_a_finished_run(digits_csvs, tmp_pat
     longer = run_script(*command, "--seed", "1", "--resume", "--steps", "30")
     assert longer.returncode == 0, longer.stderr
     assert json.loads((out / "settings.json").read_text())["final_step"] == 30
+
+
+@pytest.mark.parametrize("case, features", [
+    ("standardised", np.random.default_rng(0).standard_normal((10, 4))),
+    ("digit intensities 0-16", np.arange(40).reshape(10, 4) % 17),
+    ("above 255", np.arange(40).reshape(10, 4) * 10),
+])
+def test_features_that_are_not_pixels_are_refused_without_no_scale(tmp_path, case, features):
+    """The reference's scaling flattens or distorts anything but 0-255 pixels, and
+    GAMO then trains to chance with exit code 0: refused in one line naming --no-scale."""
+    write_rows(tmp_path / "train.csv", np.column_stack([features, GOOD[:, -1]]))
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match="not 0-255 pixels .*pass --no-scale") as error:
+        dense.main(["--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "train.csv"),
+                    "--out-dir", str(out)])
+    assert "\n" not in str(error.value) and not out.exists()
+    assert load_dataset(tmp_path / "train.csv", tmp_path / "train.csv", scale=False).x_train.shape == (10, 4)
+
+
+def test_a_chance_level_result_is_said_in_the_summary_line_and_the_table():
+    from gamo.compare.summary import table
+    from gamo.metrics import chance_note
+
+    assert "every test row of one class right" in chance_note([0.0, 1.0, 0.0])
+    assert chance_note([0.3, 0.3, 0.3]) and not chance_note([0.5, 0.4, 0.3])
+    run = {"method": "gamo", "seed": 0, "steps": 10, "batches": 5, "wall_time_s": 1.0,
+           "test": {"acsa": 1 / 3, "gm": 0.0, "tpr": [0.0, 1.0, 0.0]}}
+    text = table("digits", [run], "here")
+    assert "| gamo (chance level: 1 of 1) |" in text and "**Warning: chance level**" in text

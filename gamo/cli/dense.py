@@ -20,16 +20,12 @@ import numpy as np
 
 from gamo.data import batch_slices, load_dataset, one_hot, training_rows
 from gamo.errors import InputError, run_cli
-from gamo.game import build_learner
-from gamo.group import train_as_asked
 from gamo.images import square_side
 from gamo.methods import method_named, methods
-from gamo.nets import LATENT_DIM
 from gamo.run.folder import claim_output_dir
-from gamo.run.loop import Pass, Run, class_counts, evaluation
 from gamo.run.report import print_summary
 from gamo.run.settings import TrainingSettings, add_training_options, new_parser, parse_seeds, settings_from
-from gamo.seeding import set_random_seed
+from gamo.sizes import LATENT_DIM
 
 if TYPE_CHECKING:
     import argparse
@@ -37,6 +33,7 @@ if TYPE_CHECKING:
 
     from gamo.data import Dataset
     from gamo.metrics import Scores
+    from gamo.run.loop import Pass, Run
 
 # The flags the methods had before --method, kept as its aliases: flag -> method.
 METHOD_FLAGS = {"classifier_only": "baseline", "smote": "smote", "no_discriminator": "gamo-nodis"}
@@ -167,11 +164,17 @@ def main(argv: Sequence[str] | None = None, after_batch: Callable[[Run], object]
     """Train as the command line says; the final test scores (of the first seed's run, with --seeds)."""
     settings = settings_from(build_parser().parse_args(argv), Settings)
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale)
+    from gamo.group import train_as_asked  # the backend starts here, once the inputs are checked
+
     return train_as_asked(settings, lambda one: new_run(one, dataset), after_batch)
 
 
 def new_run(settings: Settings, dataset: Dataset) -> tuple[Run, Iterator[Pass]]:
     """A run of the settings' seed in its claimed folder (resumed if asked), and its passes."""
+    from gamo.game import build_learner
+    from gamo.run.loop import Pass, Run, class_counts, evaluation
+    from gamo.seeding import set_random_seed
+
     claim_output_dir(settings)
     set_random_seed(settings.seed)
     learner = build_learner(settings, dataset.x_train.shape[1], dataset.imbalance)

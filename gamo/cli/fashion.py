@@ -19,19 +19,14 @@ from gamo.environment import prefer_onednn
 
 prefer_onednn()   # read when TensorFlow is imported, below
 
-from gamo import nets  # noqa: E402
+from gamo import sizes  # noqa: E402
 from gamo.cli.dense import Settings, add_game_options  # noqa: E402
 from gamo.data import batch_slices, load_dataset, one_hot, training_rows  # noqa: E402
 from gamo.errors import run_cli  # noqa: E402
-from gamo.feature_game import FeatureGamo  # noqa: E402
-from gamo.game import build_learner  # noqa: E402
-from gamo.group import train_as_asked  # noqa: E402
 from gamo.images import image_shape_for, parse_image_shape, to_images  # noqa: E402
 from gamo.run.folder import claim_output_dir  # noqa: E402
-from gamo.run.loop import Pass, Run, class_counts, evaluation  # noqa: E402
 from gamo.run.report import print_summary  # noqa: E402
 from gamo.run.settings import new_parser, settings_from  # noqa: E402
-from gamo.seeding import set_random_seed  # noqa: E402
 
 if TYPE_CHECKING:
     import argparse
@@ -40,6 +35,7 @@ if TYPE_CHECKING:
     from gamo.data import Dataset
     from gamo.learner import Learner
     from gamo.metrics import Scores
+    from gamo.run.loop import Pass, Run
 
 
 @dataclass
@@ -49,7 +45,7 @@ class ConvSettings(Settings):
     train: str = "fMnist_100_trainData.csv"
     test: str = "fMnist_100_testData.csv"
     image_shape: tuple[int, ...] | None = None
-    num_features: int = nets.NUM_FEATURES
+    num_features: int = sizes.NUM_FEATURES
 
     def positive_integers(self) -> tuple[str, ...]:
         """The dense script's, and the size of F's features."""
@@ -75,12 +71,20 @@ def main(argv: Sequence[str] | None = None, after_batch: Callable[[Run], object]
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale,
                            missing_hint="fMNIST_process.py")
     settings.image_shape = image_shape_for(dataset.x_train.shape[1], settings.image_shape, settings.train)
+    from gamo.group import train_as_asked  # the backend starts here, once the inputs are checked
+
     return train_as_asked(settings, lambda one: new_run(one, dataset), after_batch)
 
 
 def new_run(settings: ConvSettings, dataset: Dataset) -> tuple[Run, Iterator[Pass]]:
     """A run of the settings' seed in its claimed folder (resumed if asked), and its
     passes: the images for the baselines, GAMO's rounds (F+M epoch, features, game) else."""
+    from gamo import nets
+    from gamo.feature_game import FeatureGamo
+    from gamo.game import build_learner
+    from gamo.run.loop import Pass, Run, class_counts, evaluation
+    from gamo.seeding import set_random_seed
+
     claim_output_dir(settings)
     set_random_seed(settings.seed)
     image_shape = settings.image_shape or ()

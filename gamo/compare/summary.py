@@ -13,6 +13,7 @@ import numpy as np
 
 from gamo.compare.runs import method_options
 from gamo.files import atomic_path, save_json
+from gamo.metrics import chance_note
 from gamo.pictures import new_figure, save_figure
 
 
@@ -51,12 +52,21 @@ def table(name, runs, machine):
     lines = [f"# {name}: final test ACSA and GM, mean ± standard deviation over seeds", "",
              "| method | steps | batches | seeds | test ACSA | test GM | wall time per run |",
              "|---|---|---|---|---|---|---|"]
+    chance = []
     for (steps, method), members in groups(runs).items():
         seeds = ", ".join(str(run["seed"]) for run in members)
         wall = np.mean([run["wall_time_s"] for run in members])
+        at_chance = [str(run["seed"]) for run in members if chance_note(run["test"]["tpr"])]
+        if at_chance:
+            chance.append(f"{method} ({steps} steps) seed {', '.join(at_chance)}")
+            method = f"{method} (chance level: {len(at_chance)} of {len(members)})"
         lines.append(f"| {method} | {steps} | {members[0]['batches']} | {seeds} | "
                      f"{mean_std([r['test']['acsa'] for r in members])} | "
                      f"{mean_std([r['test']['gm'] for r in members])} | {wall:.0f} s |")
+    if chance:
+        lines += ["", "**Warning: chance level** (ACSA at or below 1/classes, as predicting one class "
+                      "for every row): " + "; ".join(chance)
+                  + ". Check the data and its scaling (--no-scale)."]
     lines += ["", f"Machine: {machine}. Standard deviation with ddof 1. Wall time per run: "
                   "training, evaluations and compilation; process start-up and data loading "
                   "excluded.", ""]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from typing import NamedTuple
 
 import numpy as np
@@ -14,7 +15,7 @@ from gamo.environment import keras_backend_name
 from gamo.errors import InputError
 from gamo.files import atomic_path, save_json, save_npz
 from gamo.layers import with_stock_layers
-from gamo.metrics import scores
+from gamo.metrics import chance_note, scores
 from gamo.pictures import save_image_grid, save_learning_curve
 from gamo.run.base import RunBase
 from gamo.run.record import Record, save_losses_csv
@@ -135,6 +136,8 @@ class Run(RunBase):
         test, out = self.latest, self.out_dir
         print(f"final test ACSA {test.acsa:.4f} GM {test.gm:.4f} acc {test.acc:.4f} after {self.step} steps "
               f"in {wall:.0f} s; outputs in {out}/ (learning curve: {out}/learning_curve.png)")
+        if note := chance_note(test.tpr):
+            print(f"warning: {note}: check the data and its scaling (--no-scale)", file=sys.stderr)
         return test
 
 
