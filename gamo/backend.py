@@ -167,6 +167,11 @@ def jit_for_work(batches: int) -> bool:
     return BACKEND == "jax"
 
 
+def jit_as_asked(jit: bool | None, steps: int) -> bool:
+    """--jit / --no-jit as given; neither: jit_for_work for a run of `steps` (2 per batch)."""
+    return jit_for_work(-(-steps // 2)) if jit is None else jit
+
+
 def jit_for_convolutions(jit: bool) -> bool:
     """Whether to compile a function of convolutions with XLA: not on TensorFlow,
     whose graph-mode oneDNN kernels run the feature extractor's epoch 1.3-1.6

@@ -30,6 +30,15 @@ def _looks_numeric(cell: str) -> bool:
     return True
 
 
+def check_separator(path: PathLike, first_line: str) -> None:
+    """InputError for a table separated by ';' or tabs (as some locales' spreadsheets
+    and pandas' sep= write): the files are comma-separated."""
+    for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+        if "," not in first_line and separator in first_line:
+            raise InputError(f"{path}: the columns are separated by {name}, not commas; write it with "
+                             "commas (pandas: DataFrame.to_csv(path, index=False))")
+
+
 def read_numeric_csv(path: PathLike, expected_columns: int | None = None) -> npt.NDArray[np.float64]:
     """Read a comma-separated table of numbers; skip one header row, with a note.
 
@@ -51,7 +60,12 @@ def read_numeric_csv(path: PathLike, expected_columns: int | None = None) -> npt
     numbered = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if not numbered:
         raise InputError(f"{path}: file is empty")
+    check_separator(path, numbered[0][1])
     if not any(_looks_numeric(cell) for cell in numbered[0][1].strip().split(",")):
+        if numbered[0][1].split(",")[0].strip() in ("", "Unnamed: 0"):
+            raise InputError(f"{path}: its first column has no name, as a pandas index written by "
+                             "DataFrame.to_csv has; write the file with index=False (features, then the "
+                             "label)")
         # A row with no number at all is a header; a row with some bad cells
         # is data, and the check below names the bad cell.
         print(f"note: {path}: skipping header row (line {numbered[0][0]})", file=sys.stderr)
@@ -202,6 +216,14 @@ def sample_fake_labels(rng: np.random.Generator, imbalance: Imbalance, size: int
 def one_hot(labels: np.ndarray | Sequence[int], num_classes: int) -> npt.NDArray[np.float32]:
     """Integer labels as float32 one-hot rows of num_classes columns."""
     return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+def check_batch_size(batch_size: int, dataset: Dataset, path: PathLike) -> None:
+    """InputError for a --batch-size above the training rows (one batch of every row
+    each step: not the reference's game)."""
+    if batch_size > len(dataset.y_train):
+        raise InputError(f"--batch-size {batch_size}: larger than the {len(dataset.y_train)} training rows "
+                         f"of {path} (the reference's is 32)")
 
 
 def batch_slices(num_rows: int, batch_size: int) -> list[slice]:

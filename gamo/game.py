@@ -282,16 +282,19 @@ class LearnerSettings(Protocol):
     def no_discriminator(self) -> bool: ...
 
     @property
-    def jit(self) -> bool: ...
+    def jit(self) -> bool | None: ...     # None until the command line's choice is resolved (jit_as_asked)
 
 
 def build_learner(settings: LearnerSettings, num_features: int, imbalance: Imbalance,
                   extractor: keras.Model | None = None) -> Gamo | ClassifierOnly:
     """GAMO, or the classifier alone for the baselines (--classifier-only, --smote)."""
+    if settings.jit is None:
+        raise ValueError("settings.jit: resolve it first (gamo.backend.jit_as_asked)")
+    jit = settings.jit
     adam = AdamStates(settings.lr, settings.beta1, shared_counter=not settings.standard_adam)
     if settings.is_baseline:
         classifier = nets.build_classifier(num_features, imbalance.num_classes, name="MLP")
-        return ClassifierOnly(classifier, extractor, adam, settings.jit)
+        return ClassifierOnly(classifier, extractor, adam, jit)
     return Gamo(num_features, imbalance, settings.latent_dim, settings.batch_size, adam,
                 reference_batchnorm=not settings.standard_batchnorm,
-                use_discriminator=not settings.no_discriminator, jit=settings.jit)
+                use_discriminator=not settings.no_discriminator, jit=jit)

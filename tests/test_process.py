@@ -312,3 +312,31 @@ def test_help_and_bad_input_are_answered_before_the_backend_starts(module, argv)
     result = subprocess.run([sys.executable, "-c", LIGHT.format(module=module, argv=argv)],
                             capture_output=True, text=True, timeout=120)
     assert "BACKEND []" in result.stdout, result.stdout + result.stderr
+
+
+def test_the_progress_estimate_leaves_out_the_compiled_first_batch():
+    import time
+
+    from gamo.run.report import progress_bar
+
+    bar = progress_bar(1000, done=10)
+    time.sleep(0.5)                  # the first batch: compilation
+    bar.update(1)
+    for _ in range(4):
+        time.sleep(0.01)
+        bar.update(1)
+    shown = bar.format_dict
+    bar.close()
+    # tqdm's rate: (n - initial) / elapsed until its smoothed rate takes over, and this from there on
+    assert (shown["n"], shown["initial"]) == (15, 11) and shown["elapsed"] < 0.3
+
+
+def test_the_command_lines_choose_xla_by_the_amount_of_work_unless_told():
+    from gamo.backend import BACKEND, jit_as_asked
+    from gamo.cli import dense
+
+    parse = dense.build_parser().parse_args
+    assert (parse([]).jit, parse(["--jit"]).jit, parse(["--no-jit"]).jit) == (None, True, False)
+    assert jit_as_asked(True, 10) and not jit_as_asked(False, 100000)
+    assert jit_as_asked(None, 2000) == (BACKEND == "jax")                  # 1000 batches: a plain graph
+    assert jit_as_asked(None, 50000) == (BACKEND in ("tensorflow", "jax"))  # 25000 batches: XLA pays

@@ -278,3 +278,29 @@ def test_a_chance_level_result_is_said_in_the_summary_line_and_the_table():
            "test": {"acsa": 1 / 3, "gm": 0.0, "tpr": [0.0, 1.0, 0.0]}}
     text = table("digits", [run], "here")
     assert "| gamo (chance level: 1 of 1) |" in text and "**Warning: chance level**" in text
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1;2;0\n3;4;1\n", "separated by semicolons, not commas"),
+    ("1\t2\t0\n3\t4\t1\n", "separated by tabs, not commas"),
+    (",a,b,label\n0,1,2,0\n1,3,4,1\n", "first column has no name, as a pandas index"),
+    ("Unnamed: 0,a,b,label\n0,1,2,0\n1,3,4,1\n", "write the file with index=False"),
+])
+def test_a_csv_in_another_shape_gets_a_hint(tmp_path, text, message):
+    (tmp_path / "t.csv").write_text(text)
+    with pytest.raises(InputError, match=message):
+        dense.main(["--train", str(tmp_path / "t.csv"), "--test", str(tmp_path / "t.csv"), "--no-scale",
+                    "--out-dir", str(tmp_path / "out")])
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--lr", "1000"], r"--lr: must be in \(0, 1\]"), (["--lr", "0"], r"--lr: must be in \(0, 1\]"),
+    (["--beta1", "1"], r"--beta1: must be in \[0, 1\)"),
+    (["--batch-size", "100000"], "--batch-size 100000: larger than the 10 training rows"),
+])
+def test_absurd_learning_rates_and_batch_sizes_are_refused(tmp_path, option, message):
+    write_rows(tmp_path / "train.csv", GOOD)
+    with pytest.raises(InputError, match=message):
+        dense.main(["--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "train.csv"), "--no-scale",
+                    "--out-dir", str(tmp_path / "out"), *option])
+    assert not (tmp_path / "out").exists()

@@ -191,16 +191,19 @@ def launches(args, protocol, datasets, sampler_names):
     return out
 
 
-def played(outcomes, total_units, done_before):
-    """Report each finished launch with the units done and an estimate of the time left."""
-    started, done, failures = time.time(), 0, []
+def played(outcomes, todo, total_units, done_before):
+    """Report each finished launch with the units done and an estimate of the time
+    left: the time so far per unit-row (a unit's work grows with its data set's
+    rows), times the unit-rows still to play."""
+    from gamo.compare.datasets import load
     from gamo.compare.jobs import STOPPED
 
+    cost = {launch.label: launch.units * len(load(launch.dataset).labels) for launch in todo}
+    started, done, done_cost, failures = time.time(), 0, 0, []
     for launch, status in outcomes:
         if status == 0:
-            done += launch.units
-            rate = (time.time() - started) / done
-            left = (total_units - done_before - done) * rate
+            done, done_cost = done + launch.units, done_cost + cost[launch.label]
+            left = (time.time() - started) / done_cost * (sum(cost.values()) - done_cost)
             print(f"{launch.label}: done; units {done_before + done}/{total_units}, about "
                   f"{left / 3600:.1f} h left", flush=True)
         elif status not in STOPPED:
@@ -248,7 +251,7 @@ def main(argv=None):
           f"{total} units, {total - remaining} saved earlier, {remaining} to play", flush=True)
     outcomes = (pool.play_on_cluster(args.cluster, todo) if args.cluster
                 else pool.play_locally(todo, args.jobs))
-    failures = played(outcomes, total, total - remaining)
+    failures = played(outcomes, todo, total, total - remaining)
     units = saved_units(args.out_dir, protocol, datasets, sampler_names)
     if units:
         header = {"protocol": protocol_text(protocol), "folds": protocol.folds, "repeats": protocol.repeats,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gamo.data import batch_slices, load_dataset, one_hot, training_rows
+from gamo.data import batch_slices, check_batch_size, load_dataset, one_hot, training_rows
 from gamo.errors import InputError, run_cli
 from gamo.images import square_side
 from gamo.methods import method_named, methods
@@ -164,6 +164,7 @@ def main(argv: Sequence[str] | None = None, after_batch: Callable[[Run], object]
     """Train as the command line says; the final test scores (of the first seed's run, with --seeds)."""
     settings = settings_from(build_parser().parse_args(argv), Settings)
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale)
+    check_batch_size(settings.batch_size, dataset, settings.train)
     from gamo.group import train_as_asked  # the backend starts here, once the inputs are checked
 
     return train_as_asked(settings, lambda one: new_run(one, dataset), after_batch)
@@ -171,10 +172,12 @@ def main(argv: Sequence[str] | None = None, after_batch: Callable[[Run], object]
 
 def new_run(settings: Settings, dataset: Dataset) -> tuple[Run, Iterator[Pass]]:
     """A run of the settings' seed in its claimed folder (resumed if asked), and its passes."""
+    from gamo.backend import jit_as_asked
     from gamo.game import build_learner
     from gamo.run.loop import Pass, Run, class_counts, evaluation
     from gamo.seeding import set_random_seed
 
+    settings.jit = jit_as_asked(settings.jit, settings.steps)
     claim_output_dir(settings)
     set_random_seed(settings.seed)
     learner = build_learner(settings, dataset.x_train.shape[1], dataset.imbalance)

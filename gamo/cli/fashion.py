@@ -21,7 +21,7 @@ prefer_onednn()   # read when TensorFlow is imported, below
 
 from gamo import sizes  # noqa: E402
 from gamo.cli.dense import Settings, add_game_options  # noqa: E402
-from gamo.data import batch_slices, load_dataset, one_hot, training_rows  # noqa: E402
+from gamo.data import batch_slices, check_batch_size, load_dataset, one_hot, training_rows  # noqa: E402
 from gamo.errors import run_cli  # noqa: E402
 from gamo.images import image_shape_for, parse_image_shape, to_images  # noqa: E402
 from gamo.run.folder import claim_output_dir  # noqa: E402
@@ -70,6 +70,7 @@ def main(argv: Sequence[str] | None = None, after_batch: Callable[[Run], object]
     settings = settings_from(build_parser().parse_args(argv), ConvSettings)
     dataset = load_dataset(settings.train, settings.test, scale=not settings.no_scale,
                            missing_hint="fMNIST_process.py")
+    check_batch_size(settings.batch_size, dataset, settings.train)
     settings.image_shape = image_shape_for(dataset.x_train.shape[1], settings.image_shape, settings.train)
     from gamo.group import train_as_asked  # the backend starts here, once the inputs are checked
 
@@ -80,11 +81,13 @@ def new_run(settings: ConvSettings, dataset: Dataset) -> tuple[Run, Iterator[Pas
     """A run of the settings' seed in its claimed folder (resumed if asked), and its
     passes: the images for the baselines, GAMO's rounds (F+M epoch, features, game) else."""
     from gamo import nets
+    from gamo.backend import jit_as_asked
     from gamo.feature_game import FeatureGamo
     from gamo.game import build_learner
     from gamo.run.loop import Pass, Run, class_counts, evaluation
     from gamo.seeding import set_random_seed
 
+    settings.jit = jit_as_asked(settings.jit, settings.steps)
     claim_output_dir(settings)
     set_random_seed(settings.seed)
     image_shape = settings.image_shape or ()

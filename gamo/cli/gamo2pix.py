@@ -77,6 +77,8 @@ def build_parser():
 
 def main(argv=None, after_step=None):
     settings = settings_from(build_parser().parse_args(argv), PixSettings)
+    if settings.jit is None:       # the VAE's step: XLA unless --no-jit, as before --jit was an option
+        settings.jit = True
     dataset = load_dataset(settings.train, None, scale=not settings.no_scale,
                            missing_hint="fMNIST_process.py")
     minority = [int(k) for k in dataset.imbalance.minority]

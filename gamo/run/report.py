@@ -42,11 +42,24 @@ def print_summary(settings: TrainingSettings, dataset: Dataset, train_labels: np
 
 
 def progress_bar(total: int, done: int = 0) -> tqdm:
-    """A tqdm bar of `total` batches, `done` of them already."""
+    """A tqdm bar of `total` batches, `done` of them already. Its clock restarts
+    after the first batch, which holds the step's compilation: the rate and the
+    time left are those of the batches after it (elapsed counts from there too)."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, unit="batch", dynamic_ncols=True, mininterval=1.0)
     bar.update(done)
+
+    def first_update(n: float | None = 1) -> bool | None:
+        del bar.update                   # the class's update from now on
+        shown = bar.update(n)
+        finished = bar.n
+        bar.reset()                      # timers and rate estimates from now
+        bar.n = bar.last_print_n = bar.initial = finished
+        bar.refresh()
+        return shown
+
+    bar.update = first_update
     return bar
 
 

@@ -38,7 +38,7 @@ class TrainingSettings:
     seed: int = 0
     no_scale: bool = False
     standard_adam: bool = False       # each Adam state its own step counter (not the reference's)
-    jit: bool = True
+    jit: bool | None = None           # None: XLA by the amount of work (gamo.backend.jit_as_asked)
     resume: bool = False
     overwrite: bool = False           # replace the outputs of a run already in out_dir
     tensorboard: str = ""             # a folder for TensorBoard event files, if given
@@ -53,6 +53,10 @@ class TrainingSettings:
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')}: must be a positive integer, "
                                  f"got {getattr(self, name)}")
+        if not 0 < self.lr <= 1:        # Adam steps of more than 1 per unit gradient only diverge
+            raise InputError(f"--lr: must be in (0, 1] (the reference's is 0.0002), got {self.lr:g}")
+        if not 0 <= self.beta1 < 1:
+            raise InputError(f"--beta1: must be in [0, 1), got {self.beta1:g}")
 
     def data_files(self) -> tuple[str, ...]:
         """The settings that name input files: compared on resume by their content."""
@@ -102,7 +106,10 @@ def add_training_options(parser: argparse.ArgumentParser, defaults: TrainingSett
     parser.add_argument("--standard-adam", action="store_true",
                         help="each Adam state counts its own steps (Keras 3's Adam) instead of the "
                              "reference's one step counter shared by every model (Keras 2.2)")
-    parser.add_argument("--no-jit", dest="jit", action="store_false",
+    parser.add_argument("--jit", dest="jit", action="store_const", const=True,
+                        help="compile the steps with XLA (by default: on TensorFlow for runs of 5000 "
+                             "batches or more, as the estimators; always on JAX)")
+    parser.add_argument("--no-jit", dest="jit", action="store_const", const=False,
                         help="compile the steps with tf.function only, without XLA")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the outputs of a run already in the output folder (by default a "
