@@ -12,12 +12,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from types import ModuleType
 
+
+# When this process started using gamo (before Keras and its backend): a run's settings.json
+# gives the command's whole time from here, start-up and compilation included.
+PROCESS_STARTED = time.time()
 
 # TensorFlow's log level as the program set it before gamo started a backend (JAX sets its
 # own default when imported; that is not the user's choice).

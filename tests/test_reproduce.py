@@ -320,3 +320,11 @@ def test_runs_sent_to_a_dask_cluster_come_back_as_local_ones(digits_csvs, tmp_pa
     local = json.loads((tmp_path / "local" / "one_row.json").read_text())["runs"]
     assert local[0]["test"] == kept[0]["test"] and local[0]["curve"] == kept[0]["curve"]
     assert "| baseline | 20 | 10 | 0 |" in (tmp_path / "cluster" / "one_row.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_table_gives_the_whole_commands_time_beside_the_training_time(dense_comparison):
+    out, _, runs = dense_comparison
+    assert all(run["process_time_s"] >= run["wall_time_s"] > 0 for run in runs.values())
+    table = (out / "digits.md").read_text()
+    assert "| training time per run | whole command per run |" in table

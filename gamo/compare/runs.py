@@ -177,6 +177,7 @@ def read_run(folder, name, job):
             "classifier_updates": settings["classifier_updates"],
             "class_counts": settings["class_counts"], "train_counts": settings["train_counts"],
             "test": test, "wall_time_s": settings["wall_time_s"], "threads": settings.get("threads"),
+            "process_time_s": settings.get("process_time_s"),
             "backend": settings.get("backend", "tensorflow"),
             "versions": settings["versions"],
             "curve": {"step": steps, "acsa": acsa, "gm": gm}, "run_dir": str(folder)}

@@ -50,8 +50,9 @@ def mean_std(values):
 
 def table(name, runs, machine):
     lines = [f"# {name}: final test ACSA and GM, mean ± standard deviation over seeds", "",
-             "| method | steps | batches | seeds | test ACSA | test GM | wall time per run |",
-             "|---|---|---|---|---|---|---|"]
+             "| method | steps | batches | seeds | test ACSA | test GM | training time per run | "
+             "whole command per run |",
+             "|---|---|---|---|---|---|---|---|"]
     chance = []
     for (steps, method), members in groups(runs).items():
         seeds = ", ".join(str(run["seed"]) for run in members)
@@ -62,15 +63,23 @@ def table(name, runs, machine):
             method = f"{method} (chance level: {len(at_chance)} of {len(members)})"
         lines.append(f"| {method} | {steps} | {members[0]['batches']} | {seeds} | "
                      f"{mean_std([r['test']['acsa'] for r in members])} | "
-                     f"{mean_std([r['test']['gm'] for r in members])} | {wall:.0f} s |")
+                     f"{mean_std([r['test']['gm'] for r in members])} | {wall:.0f} s | "
+                     f"{whole_command(members)} |")
     if chance:
         lines += ["", "**Warning: chance level** (ACSA at or below 1/classes, as predicting one class "
                       "for every row): " + "; ".join(chance)
                   + ". Check the data and its scaling (--no-scale)."]
-    lines += ["", f"Machine: {machine}. Standard deviation with ddof 1. Wall time per run: "
-                  "training, evaluations and compilation; process start-up and data loading "
-                  "excluded.", ""]
+    lines += ["", f"Machine: {machine}. Standard deviation with ddof 1. Training time per run: "
+                  "training, evaluations and compilation; the whole command: from its start (imports, "
+                  "data loading, compilation, training, saving; a group of seeds shares one command).",
+              ""]
     return "\n".join(lines)
+
+
+def whole_command(members):
+    """The mean of the runs' whole-command times (runs written before it was recorded: n/a)."""
+    times = [run.get("process_time_s") for run in members]
+    return f"{np.mean(times):.0f} s" if all(t is not None for t in times) else "n/a"
 
 
 def curve_table(runs, report_steps):

@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from typing import NamedTuple
 
 import numpy as np
 
 from gamo.backend import numpy_losses
-from gamo.environment import keras_backend_name
+from gamo.environment import PROCESS_STARTED, keras_backend_name
 from gamo.errors import InputError
 from gamo.files import atomic_path, save_json, save_npz
 from gamo.layers import with_stock_layers
@@ -131,6 +132,7 @@ class Run(RunBase):
             **comparable(self.settings), "method": self.settings.method, "status": "finished",
             "final_step": self.step, "batches": self.step // 2,
             "classifier_updates": self.learner.classifier_updates(), **self.facts, "wall_time_s": wall,
+            "process_time_s": time.time() - PROCESS_STARTED,
             "backend": keras_backend_name(), "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all cores"),
             "versions": library_versions()})
         test, out = self.latest, self.out_dir
