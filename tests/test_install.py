@@ -18,7 +18,7 @@ from conftest import ROOT
 pytestmark = pytest.mark.slow
 
 COMMANDS = ("gamo-dense", "gamo-fashion-mnist", "gamo2pix", "gamo-mnist-process", "gamo-fmnist-process",
-            "gamo-reproduce")
+            "gamo-reproduce", "gamo-benchmark")
 SAMPLER_IN_A_PIPELINE = textwrap.dedent("""
     import pathlib, sys
     import numpy as np
@@ -55,7 +55,7 @@ def test_a_wheel_installs_into_a_fresh_venv_with_the_module_and_the_commands(tmp
     site_packages = site.stdout.strip()
     (tmp_path / "venv" / site_packages.split(str(venv) + "/")[1] / "dependencies.pth").write_text(
         sysconfig.get_paths()["purelib"] + "\n")
-    run(python, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel,
+    run(python, "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{wheel}[benchmark]",
         cwd=tmp_path)
     work = tmp_path / "elsewhere"
     work.mkdir()
@@ -71,6 +71,9 @@ def test_a_wheel_installs_into_a_fresh_venv_with_the_module_and_the_commands(tmp
     for command in COMMANDS:
         result = run(venv / "bin" / command, "--help", cwd=work)
         assert result.stdout.startswith(f"usage: {command} ") and result.stderr == ""
+    small = run(venv / "bin" / "gamo-benchmark", "--datasets", "glass_0_4_vs_5", "--samplers", "none,smote",
+                "--classifiers", "lr", "--folds", "2", "--repeats", "1", "--out-dir", "bench", cwd=work)
+    assert "2 samplers x 2 folds: 4 units" in small.stdout and (work / "bench" / "benchmark.md").is_file()
 
 
 def installed_names(wheel):
