@@ -152,24 +152,25 @@ def compile_function(fn: Callable[..., Any], variables: Iterable[keras.Variable]
     return fn
 
 
-# On TensorFlow, XLA compiles the dense game's step for 5-7 s more than a plain
-# graph and then saves 1-3 ms a batch at 64-784 features (none at 30): it pays
-# from a few thousand batches on (bench/fit_speed.py).
-XLA_PAYS_FROM_BATCHES = 5000
+# On TensorFlow, XLA compiles the game's step for about 10 s more than a plain graph
+# and then saves about 0.03 ms a batch per feature (1-3 ms at 30-64 features:
+# bench/fit_speed.py; 23 ms at 784, where the plain graph takes 45 ms a batch and XLA
+# 22: the demo's run). It pays from this many batch-features on.
+XLA_PAYS_FROM_BATCH_FEATURES = 330_000
 
 
-def jit_for_work(batches: int) -> bool:
-    """Whether to compile a game's step with XLA for `batches` batches: on
-    TensorFlow when XLA pays for its compilation; always on JAX, whose eager
-    steps are ten times slower; PyTorch runs eagerly."""
+def jit_for_work(batches: int, num_features: int) -> bool:
+    """Whether to compile a game's step with XLA for `batches` batches of rows of
+    `num_features`: on TensorFlow when XLA pays for its compilation; always on JAX,
+    whose eager steps are ten times slower; PyTorch runs eagerly."""
     if BACKEND == "tensorflow":
-        return batches >= XLA_PAYS_FROM_BATCHES
+        return batches * num_features >= XLA_PAYS_FROM_BATCH_FEATURES
     return BACKEND == "jax"
 
 
-def jit_as_asked(jit: bool | None, steps: int) -> bool:
+def jit_as_asked(jit: bool | None, steps: int, num_features: int) -> bool:
     """--jit / --no-jit as given; neither: jit_for_work for a run of `steps` (2 per batch)."""
-    return jit_for_work(-(-steps // 2)) if jit is None else jit
+    return jit_for_work(-(-steps // 2), num_features) if jit is None else jit
 
 
 def jit_for_convolutions(jit: bool) -> bool:

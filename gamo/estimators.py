@@ -88,8 +88,9 @@ NUMERIC_PARAMETERS = """\
         "pixels": the reference's (x - 127.5) / 127.5 for 0-255 pixels; None: as given.
     jit : bool or "auto", default="auto"
         Compile the step with XLA (slower to start, faster per batch). "auto":
-        on TensorFlow, XLA for fits of 5000 batches or more, a plain graph for
-        shorter ones; JAX always compiles; PyTorch runs eagerly. Fits of the
+        on TensorFlow, XLA where it pays (batches x features of 330000 or more:
+        5000 batches at 64 features), a plain graph for shorter fits; JAX always
+        compiles; PyTorch runs eagerly. Fits of the
         same shapes share their compiled step (gamo.reuse)."""
 
 
@@ -209,7 +210,7 @@ class GamoClassifier(ClassifierMixin, BaseEstimator):
         x, labels = x[order], labels[order]
         slices = batch_slices(len(labels), self.batch_size)
         steps = 2 * self.epochs * len(slices) if self.epochs else tabular_steps(self.steps, len(slices))
-        jit = jit_for_work(math.ceil(steps / 2)) if self.jit == "auto" else self.jit
+        jit = jit_for_work(math.ceil(steps / 2), x.shape[1]) if self.jit == "auto" else self.jit
         settings = self._settings(alone, jit)
         learner = build_learner(settings, x.shape[1], imbalance)
         if isinstance(learner, Gamo):

@@ -159,6 +159,12 @@ def test_the_command_writes_json_and_markdown_that_agree(tmp_path):
                         .read_text())["scores"]["lr"]["bacc"] for f in (0, 1)]
     assert scores == pytest.approx([np.mean(folds), np.std(folds, ddof=1)])
     assert (tmp_path / "benchmark.png").stat().st_size > 1000
+    played = sorted((tmp_path / "runs").rglob("*.json"))
+    partial = main(["--datasets", "glass_0_4_vs_5,zoo_3,iris0,glass5", "--samplers", "none,random,smote",
+                    "--classifiers", "lr,tree", "--folds", "2", "--repeats", "1", "--summary-only",
+                    "--out-dir", str(tmp_path), "--name", "partial"])
+    assert len(partial) == len(units) and sorted((tmp_path / "runs").rglob("*.json")) == played
+    assert "- none: 1 data sets" in (tmp_path / "partial.md").read_text()        # glass5: not played yet
 
 
 @pytest.mark.slow

@@ -337,6 +337,7 @@ def test_the_command_lines_choose_xla_by_the_amount_of_work_unless_told():
 
     parse = dense.build_parser().parse_args
     assert (parse([]).jit, parse(["--jit"]).jit, parse(["--no-jit"]).jit) == (None, True, False)
-    assert jit_as_asked(True, 10) and not jit_as_asked(False, 100000)
-    assert jit_as_asked(None, 2000) == (BACKEND == "jax")                  # 1000 batches: a plain graph
-    assert jit_as_asked(None, 50000) == (BACKEND in ("tensorflow", "jax"))  # 25000 batches: XLA pays
+    assert jit_as_asked(True, 10, 30) and not jit_as_asked(False, 100000, 784)
+    assert jit_as_asked(None, 2000, 30) == (BACKEND == "jax")               # 1000 batches of 30: a plain graph
+    assert jit_as_asked(None, 50000, 30) == (BACKEND in ("tensorflow", "jax"))     # 25000 batches: XLA pays
+    assert jit_as_asked(None, 6000, 784) == (BACKEND in ("tensorflow", "jax"))     # the demo: 3000 of 784

@@ -93,9 +93,9 @@ def test_kept_learners_are_bounded(traces):
 
 def test_auto_compiles_by_the_work():
     if BACKEND == "tensorflow":
-        assert not jit_for_work(300) and jit_for_work(25000)    # a graph for short fits, XLA for long
+        assert not jit_for_work(300, 30) and jit_for_work(25000, 30)    # a graph for short fits, XLA for long
     else:
-        assert jit_for_work(300) == jit_for_work(25000) == (BACKEND == "jax")
+        assert jit_for_work(300, 30) == jit_for_work(25000, 30) == (BACKEND == "jax")
 
 
 def test_jit_takes_a_bool_or_auto():

@@ -55,6 +55,7 @@ def _gamo_option(text):
 
 def build_parser():
     from gamo.compare.benchmark import CLASSIFIERS, DEFAULT_CLASSIFIERS, DEFAULT_SAMPLERS
+    from gamo.compare.jobs import add_pool_options
 
     parser = new_parser(__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--datasets", default="keel",
@@ -77,14 +78,11 @@ def build_parser():
     parser.add_argument("--out-dir", default="results",
                         help="where <name>.json, .md and .png go; units are kept in "
                              "<out-dir>/runs/benchmark/")
-    parser.add_argument("--jobs", type=int, default=0,
-                        help="processes at a time (default: one per core, as memory allows)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads of each process (default: the cores divided by --jobs)")
-    parser.add_argument("--cluster", metavar="ADDRESS",
-                        help="send the work to this Dask scheduler instead; its workers need the project "
-                             "and its Python at the same paths")
+    add_pool_options(parser, "the units")
     parser.add_argument("--list", action="store_true", help="list the data sets and samplers, and exit")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="write the table of the units saved so far, playing none (while a run goes on "
+                             "elsewhere, say)")
     parser.add_argument("--play", nargs=2, metavar=("DATASET", "SAMPLERS"),
                         help=argparse.SUPPRESS)   # a child process: one data set's units of these samplers
     return parser
@@ -244,15 +242,11 @@ def main(argv=None):
     datasets, sampler_names = chosen_datasets(args.datasets), chosen_samplers(args.samplers)
     args.jobs = args.jobs or pool.default_jobs()
     started = time.time()
-    todo = launches(args, protocol, datasets, sampler_names)
     total = len(datasets) * len(sampler_names) * len(protocol.units())
-    remaining = sum(launch.units for launch in todo)
-    print(f"{len(datasets)} data sets x {len(sampler_names)} samplers x {len(protocol.units())} folds: "
-          f"{total} units, {total - remaining} saved earlier, {remaining} to play", flush=True)
-    outcomes = (pool.play_on_cluster(args.cluster, todo) if args.cluster
-                else pool.play_locally(todo, args.jobs))
-    failures = played(outcomes, todo, total, total - remaining)
+    failures = [] if args.summary_only else play_missing(args, protocol, datasets, sampler_names, total)
     units = saved_units(args.out_dir, protocol, datasets, sampler_names)
+    if args.summary_only:
+        print(f"{len(units)} of {total} units saved; the table of those:", flush=True)
     if units:
         header = {"protocol": protocol_text(protocol), "folds": protocol.folds, "repeats": protocol.repeats,
                   "seed": protocol.seed, "gamo_options": dict(protocol.gamo), "samplers": sampler_names,
@@ -263,6 +257,19 @@ def main(argv=None):
     if failures:
         raise InputError("; ".join(failures))
     return units
+
+
+def play_missing(args, protocol, datasets, sampler_names, total):
+    """Play every unit not saved yet, here or on the cluster; the failures, in one line each."""
+    from gamo.compare import jobs as pool
+
+    todo = launches(args, protocol, datasets, sampler_names)
+    remaining = sum(launch.units for launch in todo)
+    print(f"{len(datasets)} data sets x {len(sampler_names)} samplers x {len(protocol.units())} folds: "
+          f"{total} units, {total - remaining} saved earlier, {remaining} to play", flush=True)
+    outcomes = (pool.play_on_cluster(args.cluster, todo) if args.cluster
+                else pool.play_locally(todo, args.jobs))
+    return played(outcomes, todo, total, total - remaining)
 
 
 def protocol_text(protocol):

@@ -177,7 +177,7 @@ def new_run(settings: Settings, dataset: Dataset) -> tuple[Run, Iterator[Pass]]:
     from gamo.run.loop import Pass, Run, class_counts, evaluation
     from gamo.seeding import set_random_seed
 
-    settings.jit = jit_as_asked(settings.jit, settings.steps)
+    settings.jit = jit_as_asked(settings.jit, settings.steps, dataset.x_train.shape[1])
     claim_output_dir(settings)
     set_random_seed(settings.seed)
     learner = build_learner(settings, dataset.x_train.shape[1], dataset.imbalance)

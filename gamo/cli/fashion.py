@@ -87,7 +87,7 @@ def new_run(settings: ConvSettings, dataset: Dataset) -> tuple[Run, Iterator[Pas
     from gamo.run.loop import Pass, Run, class_counts, evaluation
     from gamo.seeding import set_random_seed
 
-    settings.jit = jit_as_asked(settings.jit, settings.steps)
+    settings.jit = jit_as_asked(settings.jit, settings.steps, settings.num_features)
     claim_output_dir(settings)
     set_random_seed(settings.seed)
     image_shape = settings.image_shape or ()

@@ -94,15 +94,7 @@ def build_parser():
     parser.add_argument("--vmap", type=int, default=1, metavar="K",
                         help="train up to K seeds of a method in one process, one compiled step for all "
                              "(KERAS_BACKEND=jax, dense datasets; for accelerators)")
-    parser.add_argument("--jobs", type=int, default=0,
-                        help="processes at a time, each with its share of the cores' threads (default: "
-                             "one per core as memory allows; 1: one after another on every core)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="TensorFlow and BLAS threads of each run (default: the cores divided "
-                             "by --jobs; with --jobs 1, all cores); 0: TensorFlow's own choice")
-    parser.add_argument("--cluster", metavar="ADDRESS",
-                        help="send the runs to this Dask scheduler (e.g. tcp://10.0.0.5:8786) instead; "
-                             "its workers need the project and the data at the same paths")
+    jobs_pool.add_pool_options(parser, "the runs")
     parser.add_argument("--report-steps", type=comma_list(int), default=[],
                         help="also tabulate test ACSA and GM at these steps (multiples of --eval-every)")
     return parser

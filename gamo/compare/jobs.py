@@ -22,6 +22,20 @@ from gamo.files import atomic_path
 STOPPED = {128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM}
 
 
+def add_pool_options(parser, work):
+    """--jobs, --threads and --cluster, shared by the comparisons; `work`: what is sent
+    ("the runs", "the units")."""
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="processes at a time, each with its share of the cores' threads (default: "
+                             "one per core as memory allows; 1: one after another on every core)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="TensorFlow and BLAS threads of each process (default: the cores divided "
+                             "by --jobs; with --jobs 1, all cores); 0: TensorFlow's own choice")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help=f"send {work} to this Dask scheduler (e.g. tcp://10.0.0.5:8786) instead; "
+                             "its workers need the project and the data at the same paths")
+
+
 def default_jobs(memory_per_job_gb=2.5):
     """Jobs at a time that use this machine best: one per core (a GAMO step's
     updates are a sequential chain that one core serves almost as fast as two),
