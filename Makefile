@@ -23,8 +23,8 @@ VARIANTS_IMPORTS := minisom metric-learn seaborn
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(VARIANTS)
 	$(PY) -m pip install --quiet --disable-pip-version-check $(VARIANTS_IMPORTS)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(VARIANTS)
 	touch $(STAMP)
 
 # PyTorch for KERAS_BACKEND=torch: the CPU-only wheel (PyPI's default build brings

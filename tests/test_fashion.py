@@ -173,7 +173,7 @@ def test_saved_copies_hold_stock_layers_with_the_same_outputs():
 
 @pytest.mark.slow
 def test_non_square_features_need_an_image_shape(tmp_path):
-    rows = np.column_stack([np.zeros((6, 10)), [0, 0, 0, 0, 1, 1]])
+    rows = np.column_stack([np.full((6, 10), 200), [0, 0, 0, 0, 1, 1]])
     for name in ("tr.csv", "ts.csv"):
         np.savetxt(tmp_path / name, rows, fmt="%d", delimiter=",")
     result = run_script("fashion_mnist_gamo_main.py", "--train", tmp_path / "tr.csv",

@@ -163,7 +163,8 @@ def test_the_estimator_and_the_script_are_one_implementation(digits_csvs, tmp_pa
     script = np.load(tmp_path / "run" / "Results.npz")
     X, y = read_labelled_csv(train)
     X_test, y_test = read_labelled_csv(test)
-    classifier = GamoClassifier(steps=40, scaling="pixels", random_state=0, jit=False).fit(X, y)
+    classifier = GamoClassifier(steps=40, scaling="pixels", learning_rate=0.0002, random_state=0,
+                                jit=False).fit(X, y)
     predicted = classifier.predict(X_test)
     _, _, by_size = relabel_by_size(y, y_test)                 # the script's class order
     np.testing.assert_array_equal(confusion_matrix(y_test, predicted, labels=by_size), script["confMat"])

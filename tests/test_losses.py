@@ -4,11 +4,13 @@ keeping the last good checkpoint; the estimators' loss_curve_ and their
 respect for the caller's global random state."""
 
 import random
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
-from conftest import run_script
+from conftest import ROOT, run_script
 
 from gamo import pictures, seeding
 from gamo.cli import dense
@@ -129,7 +131,12 @@ def test_a_checkpoint_from_before_the_losses_resumes_with_them_missing(digits_cs
 def test_a_diverging_run_stops_at_once_with_exit_status_3_naming_the_player(digits_csvs, tmp_path):
     out = tmp_path / "diverged"
     # Uncompiled on every backend: which loss turns NaN first depends on the compiled arithmetic.
-    result = run_script("dense_gamo_main.py", *args(digits_csvs, out, 40, "--lr", "1e30", "--no-jit"))
+    # --lr 1e30 is refused as absurd (gamo.run.settings.LEARNING_RATE_LIMIT): lifted here to make it diverge.
+    command = ("import sys; from gamo.run import settings; settings.LEARNING_RATE_LIMIT = float('inf'); "
+               "from gamo.cli.dense import cli; sys.argv[0] = 'dense_gamo_main.py'; cli()")
+    result = subprocess.run([sys.executable, "-c", command, *map(str, args(digits_csvs, out, 40, "--lr", "1e30",
+                                                                            "--no-jit"))],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 3
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     _Settings = TypeVar("_Settings", bound="TrainingSettings")
 
 
+# Adam moves every weight by about the learning rate each update: above this a run only diverges.
+LEARNING_RATE_LIMIT = 1.0
+
+
 @dataclass
 class TrainingSettings:
     """What every training script shares; each script subclasses it with its own
@@ -53,8 +57,9 @@ class TrainingSettings:
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')}: must be a positive integer, "
                                  f"got {getattr(self, name)}")
-        if not 0 < self.lr <= 1:        # Adam steps of more than 1 per unit gradient only diverge
-            raise InputError(f"--lr: must be in (0, 1] (the reference's is 0.0002), got {self.lr:g}")
+        if not 0 < self.lr <= LEARNING_RATE_LIMIT:
+            raise InputError(f"--lr: must be in (0, {LEARNING_RATE_LIMIT:g}] (the reference's is 0.0002), "
+                             f"got {self.lr:g}")
         if not 0 <= self.beta1 < 1:
             raise InputError(f"--beta1: must be in [0, 1), got {self.beta1:g}")
 
