@@ -212,3 +212,19 @@ def test_gamo_at_its_defaults_is_not_below_no_sampler_on_the_issue_case():
 
     alone, gamo = score(), score(("gamo", GamoSampler(random_state=0)))
     assert gamo >= alone, (gamo, alone)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_benchmark_with_launches_still_waiting(tmp_path):
+    """The job pool passes SIGTERM on and exits once the running children have ended,
+    though launches wait (it used to wait for them for ever)."""
+    command = [sys.executable, "-m", "gamo.cli.benchmark", "--datasets", "glass_0_4_vs_5,zoo_3,iris0",
+               "--samplers", "none,smote", "--classifiers", "svm", "--folds", "5", "--repeats", "3",
+               "--jobs", "1", "--out-dir", str(tmp_path)]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(tmp_path.rglob("r*_f*.json")) and run.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM and "give the same command again" in err

@@ -252,7 +252,7 @@ def main(argv=None):
                   "seed": protocol.seed, "gamo_options": dict(protocol.gamo), "samplers": sampler_names,
                   "wall_time_s": time.time() - started, "machine": machine(args)}
         summary = write(args.out_dir, args.name, header, units, sampler_names, list(protocol.classifiers),
-                        set(DEVELOPMENT_SETS) & set(datasets), len(protocol.units()))
+                        set(DEVELOPMENT_SETS) & set(datasets), len(protocol.units()), datasets)
         print(summary.read_text())
     if failures:
         raise InputError("; ".join(failures))

@@ -189,10 +189,13 @@ def save_picture(path: Path, stats: dict, samplers: list[str], classifiers) -> N
 
 
 def write(out_dir, name: str, header: dict, units: list[dict], samplers: list[str], classifiers,
-          development: set[str], expected_units: int) -> Path:
-    """Write <name>.json, .md and .png from the units; returns the markdown's path."""
+          development: set[str], expected_units: int, datasets=()) -> Path:
+    """Write <name>.json, .md and .png from the units (of `datasets`: those without a
+    saved unit are listed as not played yet); returns the markdown's path."""
     out_dir = Path(out_dir)
     table = per_dataset(units, classifiers, expected_units)
+    for dataset in datasets:
+        table.setdefault(dataset, {})
     stats = statistics(table, samplers, classifiers)
     header = {**header, "sampler_time_s": sampler_times(table, samplers),
               "classifiers": {c: CLASSIFIERS[c] for c in classifiers}, "development": sorted(development)}

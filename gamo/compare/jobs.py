@@ -77,7 +77,7 @@ def play_locally(launches, jobs):
 
     previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while waiting or running:
+        while running or (waiting and not stop):     # once stopped, only the running ones are awaited
             while waiting and len(running) < jobs and not stop:
                 launch = waiting.pop(0)
                 with open(launch.log, "a") as log:
