@@ -10,7 +10,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, run_script
+from conftest import ROOT
 
 from gamo import pictures, seeding
 from gamo.cli import dense
