@@ -105,8 +105,8 @@ def ranks_markdown(stats: dict, samplers: list[str], classifiers) -> list[str]:
             result = stats[f"{classifier}/{score}"]
             if "mean_ranks" not in result:
                 continue
-            best = min(result["mean_ranks"].values())
-            cells = [f"**{r:.2f}**" if r == best else f"{r:.2f}" for r in result["mean_ranks"].values()]
+            ranks_of = [result["mean_ranks"][sampler] for sampler in samplers]
+            cells = [f"**{r:.2f}**" if r == min(ranks_of) else f"{r:.2f}" for r in ranks_of]
             friedman = f"{result['friedman_p']:.2g}" if "friedman_p" in result else ""
             lines.append(f"| {classifier} | {label} | {result['n']} | " + " | ".join(cells)
                          + f" | {friedman} |")
