@@ -250,7 +250,9 @@ def main(argv=None):
     if units:
         header = {"protocol": protocol_text(protocol), "folds": protocol.folds, "repeats": protocol.repeats,
                   "seed": protocol.seed, "gamo_options": dict(protocol.gamo), "samplers": sampler_names,
-                  "wall_time_s": time.time() - started, "machine": machine(args)}
+                  "wall_time_s": time.time() - started, "machine": machine(args),
+                  "gamo_backends": sorted({unit.get("backend") or "not recorded" for unit in units
+                                           if unit["sampler"] == "gamo"})}
         summary = write(args.out_dir, args.name, header, units, sampler_names, list(protocol.classifiers),
                         set(DEVELOPMENT_SETS) & set(datasets), len(protocol.units()), datasets)
         print(summary.read_text())

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from gamo.compare.datasets import load
+from gamo.environment import keras_backend_name
 from gamo.errors import InputError, one_line
 from gamo.files import save_json
 
@@ -218,6 +219,7 @@ def play_unit(out_dir, protocol: Protocol, dataset: str, sampler: str, repeat: i
     seed = protocol.seed + 1000 * repeat + fold
     record: dict[str, Any] = {"dataset": dataset, "sampler": sampler, "repeat": repeat, "fold": fold,
                               "seed": seed, "gamo": dict(protocol.gamo) if sampler == "gamo" else {},
+                              "backend": keras_backend_name() if sampler == "gamo" else None,
                               "train_rows": int(len(train)), "test_rows": int(len(test))}
     started = time.perf_counter()
     try:

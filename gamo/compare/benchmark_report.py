@@ -156,7 +156,8 @@ def markdown(name: str, header: dict, table: dict, stats: dict, samplers, classi
                for s, t in times.items()], "",
              f"Compute time of every saved unit (samplers and classifiers, summed): "
              f"{_hms(sum(times.values()) + classifier_time(table))}; this invocation: "
-             f"{_hms(header['wall_time_s'])} of wall time ({header['machine']}).", ""]
+             f"{_hms(header['wall_time_s'])} of wall time ({header['machine']}). GAMO's units ran on "
+             f"the Keras backend {', '.join(header.get('gamo_backends') or ['(none yet)'])}.", ""]
     refusals = {s: sorted(d for d in table if table[d].get(s, {}).get("refused")) for s in samplers}
     if any(refusals.values()):
         lines += ["## Refused", "", *[refusal_line(table, s, ds) for s, ds in refusals.items() if ds], ""]
