@@ -187,7 +187,8 @@ def test_a_killed_benchmark_keeps_its_units_and_the_rerun_plays_the_rest(tmp_pat
     assert rerun.returncode == 0, rerun.stderr
     assert re.search(r"3 units, 1 saved earlier, 2 to play|3 units, 2 saved earlier, 1 to play", rerun.stdout)
     assert (first.read_text(), first.stat().st_mtime_ns) == kept           # not played again
-    assert last.exists() and json.loads(last.read_text())["status"] == "ok"
+    unit = json.loads(last.read_text())
+    assert unit["status"] == "ok" and unit["gamo_params"]["steps"] == 40 and unit["backend"]
 
 
 @pytest.mark.slow

@@ -230,6 +230,8 @@ def play_unit(out_dir, protocol: Protocol, dataset: str, sampler: str, repeat: i
         save_json(unit_path(out_dir, protocol, dataset, sampler, repeat, fold), record)
         return record
     record.update(sampler_time_s=time.perf_counter() - started, balanced_rows=int(len(y_fit)))
+    if sampler == "gamo":       # every parameter, defaults included: a later release may change them
+        record["gamo_params"] = made.get_params()
     scores, times = {}, {}
     for name in protocol.classifiers:
         classifier, started = _classifier(name, seed, {"updates": protocol.m_updates}), time.perf_counter()
