@@ -44,6 +44,7 @@ def test_a_fit_beside_a_busy_core_is_as_fast_per_batch_as_with_one_thread():
     assert default <= 1.5 * one_thread, (default, one_thread)
 
 
+@pytest.mark.every_backend          # it means something under KERAS_BACKEND=torch (make test-backends)
 def test_the_callers_thread_count_is_put_back():
     torch = pytest.importorskip("torch")
     from gamo import backend

@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import platform
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from gamo.errors import InputError, run_cli
 from gamo.run.settings import new_parser
@@ -220,7 +223,7 @@ def list_everything():
         data = load(name)
         mark = " *" if name in DEVELOPMENT_SETS else ""
         print(f"  {name}: {data.features.shape[0]} x {data.features.shape[1]}, "
-              f"{int(min(c for c in __import__('numpy').bincount(data.labels) if c))}{mark}")
+              f"{int(np.bincount(data.labels)[np.bincount(data.labels) > 0].min())}{mark}")
     print("samplers: " + ", ".join(samplers()))
 
 
@@ -286,7 +289,7 @@ def machine(args):
     from gamo.environment import keras_backend_name
 
     jobs = f"{args.jobs} processes" if not args.cluster else f"Dask cluster {args.cluster}"
-    return (f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, {jobs}, "
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, {jobs}, "
             f"Keras backend {keras_backend_name()}")
 
 

@@ -45,15 +45,11 @@ def _text(values: np.ndarray) -> np.ndarray:
                     dtype=object)
 
 
-def _is_missing(cells: np.ndarray) -> np.ndarray:
-    return np.array([cell.strip() in MISSING or cell.strip().lower() == "nan" for cell in cells])
-
-
 def _numeric(cells: np.ndarray) -> np.ndarray | None:
     """The column as float64 with missing cells as NaN, or None if it holds text."""
     out = np.full(len(cells), np.nan)
     for index, cell in enumerate(cells):
-        if cell.strip() in MISSING or cell.strip().lower() == "nan":
+        if cell.strip() in MISSING or cell.strip().lower() == "nan":      # missing: NaN, filled later
             continue
         try:
             out[index] = float(cell)
