@@ -29,11 +29,13 @@ def run_args(digits_csvs, out, *extra):
 
 @pytest.fixture(scope="module")
 def finished(digits_csvs, tmp_path_factory):
-    """A finished run, kept as it was: checkpoints step_32 and step_40 (the newest two)
+    """A finished run, kept as it was: checkpoints step_30 and step_40 (the newest two)
     and every output. Each test works on a copy in the run's own folder (`fresh`)."""
     out = tmp_path_factory.mktemp("faults") / "run"
     dense.main(run_args(digits_csvs, out))
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_32", "step_40"]
+    # Each checkpoint is named as the models saved at the same moment are.
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_30", "step_40"]
+    assert sorted(p.name for p in out.glob("gamo_models_*")) == [f"gamo_models_{n}" for n in (10, 20, 30, 40)]
     shutil.copytree(out, out.with_name("pristine"))
     return out.with_name("pristine")
 
@@ -73,7 +75,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(finished, fre
     lines = capsys.readouterr()
     warnings = [line for line in lines.err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "step_40: damaged" in warnings[0]
-    assert f"resumed from {out / 'checkpoints' / 'step_32'} at step 32" in lines.out
+    assert f"resumed from {out / 'checkpoints' / 'step_30'}, continuing at step 32" in lines.out
     # Steps 32-40 played again give the finished run's outputs (but for the wall times).
     assert without_wall_times(contents(out)) == without_wall_times(contents(finished))
 
@@ -92,11 +94,11 @@ def without_wall_times(files):
 def test_no_usable_checkpoint_is_refused_in_one_line_and_nothing_changes(fresh, digits_csvs):
     out = fresh
     truncate(out / "checkpoints" / "step_40" / "variables.npz")
-    (out / "checkpoints" / "step_32" / "state.json").write_text("{")
+    (out / "checkpoints" / "step_30" / "state.json").write_text("{")
     before = contents(out)
     with pytest.raises(InputError, match="no usable checkpoint") as error:
         dense.main(run_args(digits_csvs, out, "--resume"))
-    assert "\n" not in str(error.value) and "step_40" in str(error.value) and "step_32" in str(error.value)
+    assert "\n" not in str(error.value) and "step_40" in str(error.value) and "step_30" in str(error.value)
     assert contents(out) == before
 
 
@@ -111,8 +113,8 @@ def limited_file_size(limit):
 
 def test_a_failed_write_ends_the_run_keeping_every_finished_file(finished, fresh, digits_csvs):
     out = fresh
-    shutil.rmtree(out / "checkpoints" / "step_40")       # the run is to redo steps 32-40
-    checkpoint_size = (out / "checkpoints" / "step_32" / "variables.npz").stat().st_size
+    shutil.rmtree(out / "checkpoints" / "step_40")       # the run is to redo the batches after step 30
+    checkpoint_size = (out / "checkpoints" / "step_30" / "variables.npz").stat().st_size
     before = contents(out)
     # Every output fits below the limit but the checkpoint: its write fails part-way.
     failed = subprocess.run([sys.executable, str(ROOT / "dense_gamo_main.py"), *run_args(digits_csvs, out, "--resume")],
@@ -127,7 +129,7 @@ def test_a_failed_write_ends_the_run_keeping_every_finished_file(finished, fresh
     resumed = subprocess.run([sys.executable, str(ROOT / "dense_gamo_main.py"), *run_args(digits_csvs, out, "--resume")],
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "at step 32" in resumed.stdout
+    assert "continuing at step 32" in resumed.stdout
     for name in ("Record.npz", "Results.npz"):
         with np.load(finished / name) as whole, np.load(out / name) as again:
             for key in whole.files:

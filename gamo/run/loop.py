@@ -76,16 +76,20 @@ class Run(RunBase):
             with atomic_path(folder / f"{name}_{self.step}.keras") as tmp:
                 with_stock_layers(model).save(tmp)
 
-    def save_checkpoint(self):
-        """Every state variable, the step, the record, the generators and the settings."""
-        self.write_state(self.step, self.learner.named_state(), {"step": self.step}, self.record.state())
+    def save_checkpoint(self, number=None):
+        """Every state variable, the step to continue from, the record, the generators and
+        the settings, in checkpoints/step_<number>: named, as the models saved at the same
+        moment are (gamo_models_<number>), after the step of the batch last trained (the
+        final one after the final step); `number` defaults to the step to continue from."""
+        self.write_state(self.step if number is None else number, self.learner.named_state(),
+                         {"step": self.step}, self.record.state())
 
     def resume(self):
         """Continue from the newest usable checkpoint in the output folder."""
         folder, state, arrays = self.read_state(self.learner.named_state(), self.check_checkpoint)
         self.record.restore(arrays)
         self.step = state["step"]
-        print(f"resumed from {folder} at step {self.step}")
+        print(f"resumed from {folder}, continuing at step {self.step}")
 
     def check_checkpoint(self, state, arrays):
         """Raise ValueError, KeyError or TypeError if a checkpoint's state or record do not fit this run."""
@@ -234,7 +238,7 @@ def train_together(runs, passes, group=None, after_batch=None):
             if save_now or stop.signum:
                 sync()
                 for run in runs:
-                    run.save_checkpoint()
+                    run.save_checkpoint(number=step)
             stop.raise_if_asked()
     sync()
     return [run.finish() for run in runs]
