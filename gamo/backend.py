@@ -17,12 +17,12 @@ import contextlib
 import os
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from gamo.environment import import_backend_quietly, running_our_script
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-
-    import numpy as np
 
 # A tensor of the backend Keras runs on: tf.Tensor, jax.Array or torch.Tensor
 # (keras.ops take and give each backend's own type, and Keras has no common one).
@@ -127,6 +127,30 @@ def _jax_value_and_gradients(loss_fn: Callable[[], LossValue],
     return value_with_total(value, loss), gradients
 
 
+# On PyTorch the steps apply the networks as plain functions of their variables and
+# update them in place (gamo.backend_torch), unless GAMO_TORCH_KERAS_CALLS=1 asks for
+# Keras' own calls (the path the fast one is tested against).
+PLAIN_STEPS = BACKEND == "torch" and os.environ.get("GAMO_TORCH_KERAS_CALLS") != "1"
+
+
+def step_network(model: keras.layers.Layer) -> Callable[..., Any]:
+    """What a training step calls to apply `model` (inputs, training=...): on PyTorch a
+    plain function of its variables (gamo.backend_torch.PlainNetwork), elsewhere the
+    model itself, which TensorFlow and JAX trace once into a compiled step."""
+    if not PLAIN_STEPS:
+        return model
+    from gamo.backend_torch import PlainNetwork
+    return PlainNetwork(model)
+
+
+def in_place_adam() -> Callable[..., None] | None:
+    """ReferenceAdam's arithmetic applied to the tensors in place (PyTorch), or None."""
+    if not PLAIN_STEPS:
+        return None
+    from gamo.backend_torch import reference_adam_step
+    return reference_adam_step
+
+
 def without_gradient_tracking() -> contextlib.AbstractContextManager[Any]:
     """Where variables are updated: PyTorch records no graph there."""
     return torch.no_grad() if BACKEND == "torch" else contextlib.nullcontext()
@@ -149,7 +173,12 @@ def compile_function(fn: Callable[..., Any], variables: Iterable[keras.Variable]
         return _JaxFunction(fn, variables, jit)
     if jit and os.environ.get("GAMO_TORCH_COMPILE"):      # measured slower (bench/README.md)
         return torch.compile(fn)
-    return fn
+    return with_tensor_inputs(fn) if PLAIN_STEPS else fn
+
+
+def with_tensor_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """fn, its NumPy arguments converted to tensors once, on the way in."""
+    return lambda *args: fn(*(ops.convert_to_tensor(a) if isinstance(a, np.ndarray) else a for a in args))
 
 
 # On TensorFlow, XLA compiles the game's step for about 10 s more than a plain graph
@@ -262,6 +291,9 @@ def inputs_and_targets_spec(model: keras.Model, num_classes: int) -> list[tf.Ten
 
 def as_tensors(*arrays: Any) -> list[Tensor]:
     """Arrays (or tensors) as float32 tensors of the backend."""
+    if PLAIN_STEPS:      # no conversion of what already is one (Keras' costs more than a step's op)
+        return [a if isinstance(a, torch.Tensor) and a.dtype == torch.float32
+                else ops.convert_to_tensor(a, dtype="float32") for a in arrays]
     return [ops.convert_to_tensor(array, dtype="float32") for array in arrays]
 
 

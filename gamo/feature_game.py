@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gamo.backend import compile_function, inputs_and_targets_spec, jit_for_convolutions, to_numpy
+from gamo.backend import (
+    compile_function,
+    inputs_and_targets_spec,
+    jit_for_convolutions,
+    step_network,
+    to_numpy,
+)
 from gamo.data import batch_slices
 from gamo.learner import Learner
 from gamo.metrics import scores
@@ -41,16 +47,17 @@ class FeatureGamo(Learner):
     def __init__(self, extractor: keras.Model, gamo: Gamo, batch_size: int, jit: bool = True) -> None:
         self.extractor, self.gamo, self.batch_size = extractor, gamo, batch_size
         self.num_classes = gamo.num_classes
-        classifier = gamo.players.classifier
+        classifier, step_extractor = gamo.players.M, step_network(extractor)
+        trained = extractor.trainable_variables
         # The reference compiles F+M with the same Adam object as the game's models:
         # with its shared step counter (the default), F+M's updates advance it too.
         self.optimizer = gamo.adam.new(extractor.trainable_variables)
         self.compiled_feature_step = compile_function(
-            lambda images, targets: update(self.optimizer, extractor.trainable_variables, lambda: mse(
-                targets, classifier(extractor(images, training=True), training=False))),
+            lambda images, targets: update(self.optimizer, trained, lambda: mse(
+                targets, classifier(step_extractor(images, training=True), training=False))),
             self.state_variables(), jit_for_convolutions(jit),
             signature=inputs_and_targets_spec(extractor, self.num_classes))
-        self.compiled_features = compile_function(lambda images: extractor(images, training=False),
+        self.compiled_features = compile_function(lambda images: step_extractor(images, training=False),
                                                   extractor.variables, jit_for_convolutions(jit))
         self.train_features: np.ndarray | None = None
         # F+M's losses of the last epoch, reported with the next batch

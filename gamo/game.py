@@ -15,6 +15,7 @@ from gamo.backend import (
     compile_function,
     route_rows,
     signature,
+    step_network,
     tensor_spec,
     xla_cluster,
 )
@@ -64,14 +65,21 @@ class Players:
         opponents = ("M", "D") if use_discriminator else ("M",)
         self.trunk_sites = {(opponent, k): CallSiteStatistics(self.trunk, f"G_{opponent}_{k}")
                             for k in self.minority for opponent in opponents} if reference_batchnorm else {}
+        # How the steps apply each network: the model, or on PyTorch a plain function of its variables.
+        self.M, self.D, self.G = (step_network(m) for m in (self.classifier, self.discriminator, self.trunk))
+        self.units = {k: step_network(igu) for k, igu in self.igus.items()}
+        # What each update trains (Keras lists a model's variables anew on every ask).
+        self.trains: dict[str | int, list[keras.Variable]] = {
+            "M": self.classifier.trainable_variables, "D": self.discriminator.trainable_variables,
+            **{k: self.trunk.trainable_variables + self.igus[k].trainable_variables for k in self.minority}}
 
     def generator_variables(self, k: int) -> list[keras.Variable]:
         """What the generator of class k trains: the trunk's and IGU_k's weights."""
-        return self.trunk.trainable_variables + self.igus[k].trainable_variables
+        return self.trains[k]
 
     def generated(self, k: int, noise: Tensor, labels: Tensor, training: bool) -> Tensor:
         """Samples of class k from noise: the trunk, then IGU_k's convex combination."""
-        return self.igus[k](self.trunk([noise, labels], training=training), training=training)
+        return self.units[k](self.G([noise, labels], training=training), training=training)
 
     def set_class_points(self, features: np.ndarray, labels: np.ndarray) -> None:
         """Give every IGU its class's points, in the order of the training set."""
@@ -81,8 +89,8 @@ class Players:
     def fake_batch(self, noise: np.ndarray, labels: np.ndarray) -> Tensor:
         """Each row through the IGU of its label only; trunk in inference mode."""
         noise, labels = as_tensors(noise, labels)
-        code = self.trunk([noise, labels], training=False)
-        units = {k: (lambda codes, igu=igu: igu(codes, training=False)) for k, igu in self.igus.items()}
+        code = self.G([noise, labels], training=False)
+        units = {k: (lambda codes, igu=igu: igu(codes, training=False)) for k, igu in self.units.items()}
         return route_rows(code, labels, units, self.num_classes, self.num_features)
 
     def sample_grid(self, rng: np.random.Generator, per_class: int = 3) -> np.ndarray:
@@ -138,8 +146,8 @@ class Gamo(Learner):
         # One Adam state per compiled model of the reference: M, D, and for every
         # minority class G+IGU_k+M and G+IGU_k+D (flat: many small variables).
         self.adam = adam or AdamStates(0.0002, 0.5)
-        self.opt_classifier = self.adam.new(p.classifier.trainable_variables)
-        self.opt_discriminator = self.adam.new(p.discriminator.trainable_variables)
+        self.opt_classifier = self.adam.new(p.trains["M"])
+        self.opt_discriminator = self.adam.new(p.trains["D"])
         self.opt_against = {(o, k): self.adam.new(p.generator_variables(k), flat=True)
                             for k in self.minority for o in ("M", "D")}
         c, draws = self.num_classes, (len(self.minority), self.rows_per_class)
@@ -207,13 +215,14 @@ class Gamo(Learner):
 
     def classifier_update(self, x: Tensor, targets: Tensor) -> Tensor:
         """One update of M towards `targets`; its loss."""
-        x, targets, M = *as_tensors(x, targets), self.players.classifier
-        return update(self.opt_classifier, M.trainable_variables, lambda: mse(targets, M(x, training=True)))
+        x, targets, M = *as_tensors(x, targets), self.players.M
+        return update(self.opt_classifier, self.players.trains["M"],
+                      lambda: mse(targets, M(x, training=True)))
 
     def discriminator_update(self, x: Tensor, labels: Tensor, targets: Tensor) -> Tensor:
         """One update of D towards `targets`; its loss."""
-        x, labels, targets, D = *as_tensors(x, labels, targets), self.players.discriminator
-        return update(self.opt_discriminator, D.trainable_variables,
+        x, labels, targets, D = *as_tensors(x, labels, targets), self.players.D
+        return update(self.opt_discriminator, self.players.trains["D"],
                       lambda: mse(targets, D([x, labels], training=True)))
 
     def generator_updates(self, k: int, noise: Tensor, labels: Tensor) -> dict[str, Tensor]:
@@ -221,10 +230,9 @@ class Gamo(Learner):
         noise, labels = as_tensors(noise, labels)
         losses: dict[str, Tensor]
         p, losses = self.players, {}
-        objectives = {"M": lambda: mse(1 - labels, p.classifier(p.generated(k, noise, labels, True),
-                                                                training=False)),
-                      "D": lambda: mse(1.0, p.discriminator([p.generated(k, noise, labels, True), labels],
-                                                            training=False))}
+        objectives = {"M": lambda: mse(1 - labels, p.M(p.generated(k, noise, labels, True), training=False)),
+                      "D": lambda: mse(1.0, p.D([p.generated(k, noise, labels, True), labels],
+                                                training=False))}
         for opponent in ("M", "D") if self.use_discriminator else ("M",):
             with statistics_of_call_site(p.trunk, p.trunk_sites.get((opponent, k))):
                 losses[f"G_{opponent}_{k}"] = update(self.opt_against[opponent, k],

@@ -147,13 +147,15 @@ def statistics_of_call_site(model: keras.Model, site: CallSiteStatistics | None)
     layers leave their moving statistics to `site` (None: to Keras 3's average).
     Used while a step is traced: the choice is part of the compiled graph."""
     bns = [layer for layer in model.layers if isinstance(layer, CallSiteBatchNormalization)]
+    # object.__setattr__: Keras' attribute tracking (which a site needs none of) costs
+    # more than the statistics themselves in a PyTorch step, which runs this per update.
     for layer in bns:
-        layer.site = site
+        object.__setattr__(layer, "site", site)
     try:
         yield
     finally:
         for layer in bns:
-            layer.site = None
+            object.__setattr__(layer, "site", None)
 
 
 @keras.saving.register_keras_serializable(package="gamo")

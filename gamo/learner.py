@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gamo.backend import compile_function, inputs_and_targets_spec, jit_for_convolutions, to_numpy
+from gamo.backend import (
+    compile_function,
+    inputs_and_targets_spec,
+    jit_for_convolutions,
+    step_network,
+    to_numpy,
+)
 from gamo.optim import AdamStates, mse, update
 from gamo.state import merged_names, named_model_variables, named_optimizer_variables
 
@@ -91,6 +97,8 @@ class ClassifierOnly(Learner):
         self.num_classes = classifier.output.shape[-1]
         self.adam = adam or AdamStates(0.0002, 0.5)
         self.networks = [m for m in (extractor, classifier) if m is not None]
+        self.step_extractor = step_network(extractor) if extractor is not None else None
+        self.step_classifier = step_network(classifier)
         self.trainable = [v for m in self.networks for v in m.trainable_variables]
         self.opt_classifier = self.adam.new(self.trainable)
         jit = jit if extractor is None else jit_for_convolutions(jit)
@@ -102,8 +110,8 @@ class ClassifierOnly(Learner):
 
     def outputs(self, x: Tensor, training: bool) -> Tensor:
         """M's class probabilities (through F first, if there is one)."""
-        features = self.extractor(x, training=training) if self.extractor is not None else x
-        return self.classifier(features, training=training)
+        features = self.step_extractor(x, training=training) if self.step_extractor is not None else x
+        return self.step_classifier(features, training=training)
 
     def step(self, x: Tensor, targets: Tensor) -> dict[str, Tensor]:
         """One update of M (and F) on a batch; its loss."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gamo.backend import COUNTER_DTYPE, value_and_gradients, without_gradient_tracking
+from gamo.backend import COUNTER_DTYPE, in_place_adam, value_and_gradients, without_gradient_tracking
 from gamo.state import state_variable
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ class ReferenceAdam:
         self.lr, self.beta1, self.beta2 = (ops.convert_to_tensor(value, "float32")
                                            for value in (lr, beta1, beta2))
         self.epsilon, self.counter, self.flat = epsilon, counter, flat
+        self.in_place = in_place_adam()      # PyTorch: this arithmetic on the tensors directly
 
     def build(self, variables: Sequence[keras.Variable]) -> None:
         """The moments for these variables (one flat pair if flat), zero, and the update count."""
@@ -118,6 +119,8 @@ class ReferenceAdam:
 
     def apply(self, gradients: Sequence[Tensor], variables: Sequence[keras.Variable]) -> None:
         """One step of the variables (those of build, in order); the shared counter advances."""
+        if self.in_place is not None:
+            return self.in_place(self, gradients, variables)
         t = ops.cast(self.counter, "float32") + 1
         lr_t = self.lr * (ops.sqrt(1.0 - ops.power(self.beta2, t)) / (1.0 - ops.power(self.beta1, t)))
         if self.flat:

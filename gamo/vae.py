@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gamo.backend import compile_function
+from gamo.backend import compile_function, step_network
 from gamo.layers import Sampling
 from gamo.optim import update
 from gamo.state import merged_names, named_model_variables, named_optimizer_variables
@@ -70,6 +70,8 @@ class ClassVae:
         self.sampling = Sampling(consistent=settings.consistent_vae, seed=seed)
         self.latent_dim = self.encoder.output[0].shape[-1]
         self.decoder = build_decoder(image_shape)
+        # How the step applies them: the models, or on PyTorch plain functions of their variables
+        self.networks = [step_network(m) for m in (self.encoder, self.sampling, self.decoder)]
         self.variables = self.encoder.trainable_variables + self.decoder.trainable_variables
         # Fresh moments for every class; with the reference's shared step counter
         # (the default) the count runs on from class to class (QUIRK).
@@ -78,8 +80,9 @@ class ClassVae:
                                               settings.jit)
 
     def __call__(self, features, noise):
-        z_mean, z_sigma = self.encoder(features)
-        return self.decoder(self.sampling([z_mean, z_sigma, noise])), z_mean, z_sigma
+        encoder, sampling, decoder = self.networks
+        z_mean, z_sigma = encoder(features)
+        return decoder(sampling([z_mean, z_sigma, noise])), z_mean, z_sigma
 
     def noise(self, rng, rows):
         """The sampling's N(0, 1) noise for `rows` rows, from the caller's generator."""

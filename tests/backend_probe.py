@@ -7,6 +7,8 @@ state variable to an .npz, so runs on different backends can be compared.
 dense: GAMO on 64 digit pixels (4 classes, 3 minority) for `batches` batches.
 conv: `batches` F+M updates on the 8x8 digit images, then the features, then
 `batches` game batches in their feature space.
+classifier: `batches` updates of F and M together on the images (the baseline's step).
+vae: `batches` steps of GAMO2pix's VAE from NumPy features to the images.
 """
 
 import sys
@@ -16,9 +18,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from types import SimpleNamespace
+
 from gamo import feature_game, nets
 from gamo.data import Imbalance, one_hot
 from gamo.game import Gamo
+from gamo.learner import ClassifierOnly
+from gamo.optim import AdamStates
+from gamo.vae import ClassVae, named_vae_state
 
 COUNTS = {0: 80, 1: 40, 2: 20, 3: 10}      # original digit -> rows; new labels by size
 BATCH = 32
@@ -91,8 +98,34 @@ def conv(batches):
     return learner.named_state()
 
 
+def classifier(batches):
+    x, y = digits()
+    extractor = nets.build_feature_extractor((8, 8, 1), 32)
+    classifier = nets.build_classifier(32, 4)
+    set_weights_from_numpy([extractor, classifier], seed=5)
+    learner = ClassifierOnly(classifier, extractor, AdamStates(0.0002, 0.5))
+    play(learner, x.reshape(-1, 8, 8, 1), y, batches, np.random.default_rng(6))
+    return learner.named_state()
+
+
+def vae(batches):
+    x, _ = digits()
+    images = x.reshape(-1, 8, 8, 1)
+    rng = np.random.default_rng(7)
+    features = rng.uniform(-1, 1, (len(images), 32)).astype(np.float32)
+    model = ClassVae(32, (8, 8, 1), SimpleNamespace(consistent_vae=False, jit=True), 0, AdamStates(0.0002, 0.5))
+    set_weights_from_numpy([model.encoder, model.decoder], seed=8)
+    for start in range(0, batches * BATCH, BATCH):
+        rows = slice(start, start + BATCH)
+        model.compiled_step(features[rows], images[rows], model.noise(rng, BATCH))
+    return named_vae_state(model)
+
+
+CASES = {"dense": dense, "conv": conv, "classifier": classifier, "vae": vae}
+
+
 def main(case, batches, out):
-    variables = {"dense": dense, "conv": conv}[case](int(batches))
+    variables = CASES[case](int(batches))
     np.savez(out, **{name: np.asarray(v) for name, v in variables.items()})
 
 

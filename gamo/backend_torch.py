@@ -1,0 +1,262 @@
+"""PyTorch's side of the backend seam: the training steps without Keras' per-call
+machinery (imported by gamo.backend under KERAS_BACKEND=torch only).
+
+On PyTorch a step runs eagerly, so every `model(x)` pays Keras' Layer.__call__
+(argument binding, tree mapping, name scopes) for each layer, and every
+keras.ops call converts its arguments: four fifths of a dense GAMO batch went
+there (bench/README.md). Here:
+  - PlainNetwork: a Keras functional model applied as a plain function of the
+    tensors its variables hold. Its graph is read from the model once; each
+    layer is then applied with torch operations (Dense, LeakyReLU, Concatenate,
+    BatchNormalization, ConvexCombination) or, for any other layer, through its
+    own `call` (its arithmetic in keras.ops, without Layer.__call__). The model
+    stays the one definition of the network: saving, loading and prediction use it.
+  - reference_adam_step: ReferenceAdam's arithmetic on the tensors in place.
+  - record_site_statistics: CallSiteStatistics' moving averages in place.
+Keras' torch variables assign in place (copy_), so the tensor a variable holds
+is the same object for the variable's life: it is read once.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as tnn
+
+from gamo.layers import CallSiteBatchNormalization, ConvexCombination
+
+# isort: split
+import keras
+from keras import layers
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from gamo.layers import CallSiteStatistics
+    from gamo.optim import ReferenceAdam
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
+    "linear": None, "relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+    "softmax": lambda x: torch.softmax(x, dim=-1)}
+
+
+def tensor_of(variable: keras.Variable) -> torch.Tensor:
+    """The torch tensor a Keras variable holds (its own, not a copy)."""
+    return variable.value
+
+
+def activation_of(layer: keras.layers.Layer) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The layer's activation as a torch function (None: linear); Keras' own if not a common one."""
+    name = getattr(layer.activation, "__name__", "")
+    return ACTIVATIONS[name] if name in ACTIVATIONS else layer.activation
+
+
+def dense(layer: layers.Dense) -> Callable[..., torch.Tensor]:
+    kernel = tensor_of(layer.kernel)
+    bias = tensor_of(layer.bias) if layer.bias is not None else None
+    activation = activation_of(layer)
+
+    def apply(x: torch.Tensor, training: bool) -> torch.Tensor:
+        y = torch.matmul(x, kernel)
+        if bias is not None:
+            y = y + bias
+        return y if activation is None else activation(y)
+    return apply
+
+
+def leaky_relu(layer: layers.LeakyReLU) -> Callable[..., torch.Tensor]:
+    slope = float(layer.negative_slope)
+    return lambda x, training: tnn.leaky_relu(x, slope)
+
+
+def concatenate(layer: layers.Concatenate) -> Callable[..., torch.Tensor]:
+    axis = layer.axis
+    return lambda inputs, training: torch.cat(inputs, dim=axis)
+
+
+def convex_combination(layer: ConvexCombination) -> Callable[..., torch.Tensor]:
+    points = tensor_of(layer.points)
+    return lambda weights, training: torch.matmul(weights, points)
+
+
+def batch_normalization(layer: layers.BatchNormalization) -> Callable[..., torch.Tensor] | None:
+    """Keras' BatchNormalization over the last axis (moving averages, or a call
+    site's statistics inside gamo.layers.statistics_of_call_site); None for what
+    this does not cover (renorm, other axes, no centre or scale)."""
+    last_axis = layer.axis in (-1, len(layer.input.shape) - 1)
+    if layer.renorm or not last_axis or not (layer.center and layer.scale):
+        return None
+    gamma, beta = tensor_of(layer.gamma), tensor_of(layer.beta)
+    moving_mean, moving_variance = tensor_of(layer.moving_mean), tensor_of(layer.moving_variance)
+    momentum, epsilon = layer.momentum, layer.epsilon
+
+    def apply(x: torch.Tensor, training: bool) -> torch.Tensor:
+        if training and layer.trainable:
+            axes = list(range(x.dim() - 1))
+            mean = torch.mean(x, dim=axes)      # Keras' moments: E[x^2] - E[x]^2
+            variance = torch.mean(torch.square(x), dim=axes) - torch.square(mean)
+            site = getattr(layer, "site", None)
+            with torch.no_grad():
+                if site is not None:
+                    record_site_statistics(site, layer, mean, variance, x.shape[0])
+                else:
+                    moving_mean.copy_(moving_mean * momentum + mean * (1.0 - momentum))
+                    moving_variance.copy_(moving_variance * momentum + variance * (1.0 - momentum))
+        else:
+            mean, variance = moving_mean, moving_variance
+        # keras.ops.batch_normalization's arithmetic on PyTorch
+        return x.subtract(mean).mul_(variance.add(epsilon).rsqrt_().mul(gamma)).add_(beta)
+    return apply
+
+
+# Layer type -> a function of the layer giving its arithmetic (training flag last), or None.
+TRANSLATIONS: dict[type, Callable[[Any], Callable[..., torch.Tensor] | None]] = {
+    layers.Dense: dense, layers.LeakyReLU: leaky_relu, layers.Concatenate: concatenate,
+    ConvexCombination: convex_combination, layers.BatchNormalization: batch_normalization,
+}
+
+
+def own_call(layer: keras.layers.Layer) -> Callable[..., Any]:
+    """The layer's own `call` (keras.ops arithmetic), with its training flag if it takes one."""
+    takes_training = "training" in inspect.signature(layer.call).parameters
+    if takes_training:
+        return lambda inputs, training: layer.call(inputs, training=training)
+    return lambda inputs, training: layer.call(inputs)
+
+
+def translated(layer: keras.layers.Layer) -> Callable[..., Any]:
+    """How a plain function applies one layer: its torch arithmetic, or its own call."""
+    for kind in type(layer).__mro__:
+        if kind in TRANSLATIONS:
+            apply = TRANSLATIONS[kind](layer)
+            if apply is not None:
+                return apply
+            break
+    return own_call(layer)
+
+
+class PlainNetwork:
+    """A Keras functional model (or a single layer) as a plain function of its
+    variables' tensors: `network(inputs, training=...)` as `model(inputs, training=...)`."""
+
+    def __init__(self, model: keras.layers.Layer) -> None:
+        self.model = model
+        self.layer = None if isinstance(model, keras.Model) else translated(model)
+        if self.layer is not None:
+            return
+        # Each node of the graph, deepest first: (its arithmetic, the numbers of its
+        # inputs, whether it takes a list, the numbers given to its outputs).
+        ids = {id(tensor): index for index, tensor in enumerate(model.inputs)}
+        self.steps: list[tuple[Callable[..., Any], list[int], bool, list[int]]] = []
+        for depth in sorted(model._nodes_by_depth, reverse=True):
+            for node in model._nodes_by_depth[depth]:
+                if node.is_input:
+                    continue
+                sources = [ids[id(tensor)] for tensor in node.input_tensors]
+                targets = [ids.setdefault(id(tensor), len(ids)) for tensor in node.outputs]
+                self.steps.append((translated(node.operation), sources, len(node.input_tensors) > 1, targets))
+        self.outputs = [ids[id(tensor)] for tensor in model.outputs]
+        self.single = not isinstance(model.output, (list, tuple))
+
+    def __call__(self, inputs: Any, training: bool = False) -> Any:
+        if self.layer is not None:
+            return self.layer(inputs, training)
+        given = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        values: dict[int, Any] = dict(enumerate(
+            x if isinstance(x, torch.Tensor) else keras.ops.convert_to_tensor(x, "float32") for x in given))
+        for apply, sources, several, targets in self.steps:
+            result = apply([values[i] for i in sources] if several else values[sources[0]], training)
+            if len(targets) == 1:
+                values[targets[0]] = result
+            else:
+                values.update(zip(targets, result))
+        return values[self.outputs[0]] if self.single else [values[i] for i in self.outputs]
+
+
+_SITE_TENSORS: weakref.WeakKeyDictionary[CallSiteStatistics, dict[str, tuple[torch.Tensor, ...]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def site_tensors(site: CallSiteStatistics, layer: CallSiteBatchNormalization) -> tuple[torch.Tensor, ...]:
+    """(accumulator, count, moving mean, moving variance, 1 - momentum) of a layer at a site, read once."""
+    tensors = _SITE_TENSORS.setdefault(site, {})
+    if layer.name not in tensors:
+        variables = (site.accumulators[layer.name], site.counts[layer.name], layer.moving_mean,
+                     layer.moving_variance)
+        tensors[layer.name] = (*(tensor_of(v) for v in variables),
+                               torch.tensor(1.0 - layer.momentum, dtype=torch.float32))
+    return tensors[layer.name]
+
+
+def record_site_statistics(site: CallSiteStatistics, layer: CallSiteBatchNormalization, mean: torch.Tensor,
+                           variance: torch.Tensor, rows: int) -> None:
+    """CallSiteStatistics.record's arithmetic (see there) on the tensors, in place."""
+    accumulator, count, moving_mean, moving_variance, decay = site_tensors(site, layer)
+    corrected = variance * (rows / (rows - (1.0 + layer.epsilon)))
+    biased = accumulator - (accumulator - torch.stack([mean, corrected])) * decay
+    accumulator.copy_(biased)
+    count.add_(1.0)
+    unbiased = biased / (1.0 - torch.pow(1.0 - decay, count))
+    for moving, value in ((moving_mean, unbiased[0]), (moving_variance, unbiased[1])):
+        moving.copy_(moving - (moving - value))
+
+
+class InPlaceAdam:
+    """The tensors of a ReferenceAdam state and of the variables it updates, read
+    once; a flat state's moments as views of its buffers, one per variable."""
+
+    def __init__(self, adam: ReferenceAdam, variables: Sequence[keras.Variable]) -> None:
+        self.variables = list(variables)
+        self.params = [tensor_of(v) for v in variables]
+        shapes = [p.shape for p in self.params]
+        moments = [tensor_of(m) for m in adam.moments]
+        velocities = [tensor_of(v) for v in adam.velocities]
+        if adam.flat:
+            moments, velocities = (pieces(buffer[0], adam.sizes, shapes) for buffer in (moments, velocities))
+        self.moments, self.velocities = moments, velocities
+        self.counter, self.iterations = tensor_of(adam.counter), tensor_of(adam.iterations)
+        self.lr, self.beta1, self.beta2 = (tensor_of_constant(v) for v in (adam.lr, adam.beta1, adam.beta2))
+        self.epsilon = adam.epsilon
+
+
+_ADAM_TENSORS: weakref.WeakKeyDictionary[ReferenceAdam, InPlaceAdam] = weakref.WeakKeyDictionary()
+
+
+def reference_adam_step(adam: ReferenceAdam, gradients: Sequence[torch.Tensor],
+                        variables: Sequence[keras.Variable]) -> None:
+    """ReferenceAdam.apply's arithmetic (see there) on the tensors in place, every
+    variable at once (torch._foreach_*): the same float32 operations per element.
+
+        m = beta_1 m + (1 - beta_1) g;  v = beta_2 v + (1 - beta_2) g^2
+        w = w - lr_t m / (sqrt(v) + epsilon)
+    """
+    state = _ADAM_TENSORS.get(adam)
+    if state is None or state.variables != list(variables):
+        state = _ADAM_TENSORS[adam] = InPlaceAdam(adam, variables)
+    t = state.counter.to(torch.float32) + 1
+    lr_t = state.lr * (torch.sqrt(1.0 - torch.pow(state.beta2, t)) / (1.0 - torch.pow(state.beta1, t)))
+    gradients = list(gradients)
+    torch._foreach_mul_(state.moments, state.beta1)
+    torch._foreach_add_(state.moments, torch._foreach_mul(gradients, 1.0 - state.beta1))
+    torch._foreach_mul_(state.velocities, state.beta2)
+    torch._foreach_add_(state.velocities, torch._foreach_mul(torch._foreach_mul(gradients, gradients),
+                                                             1.0 - state.beta2))
+    denominators = torch._foreach_sqrt(state.velocities)
+    torch._foreach_add_(denominators, state.epsilon)
+    steps = torch._foreach_mul(state.moments, lr_t)
+    torch._foreach_div_(steps, denominators)
+    torch._foreach_sub_(state.params, steps)
+    state.counter.add_(1)
+    state.iterations.add_(1)
+
+
+def pieces(flat: torch.Tensor, sizes: Sequence[int], shapes: Sequence[torch.Size]) -> list[torch.Tensor]:
+    """The flat tensor cut into pieces of these sizes and shapes (views: writing them writes it)."""
+    return [piece.view(shape) for piece, shape in zip(flat.split(sizes), shapes)]
+
+
+def tensor_of_constant(value: Any) -> torch.Tensor:
+    return value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.float32)

@@ -1,0 +1,79 @@
+"""PyTorch's fast steps (gamo.backend_torch): the networks applied as plain
+functions of their variables and the Adam and BatchNorm-site arithmetic in
+place give the same state as the Keras-call path they replace, and a step
+makes no Keras layer call. Run under KERAS_BACKEND=torch (make test-backends)."""
+
+import numpy as np
+import pytest
+from backend_probe import BATCH, CASES, digits, game
+from keras.src.backend.torch import core as torch_core  # noqa: F401 (only under PyTorch, see the skip)
+from keras.src.layers.layer import Layer
+
+import gamo.backend
+from gamo import feature_game, nets
+from gamo.data import Imbalance, one_hot
+
+pytestmark = [pytest.mark.every_backend,
+              pytest.mark.skipif(gamo.backend.BACKEND != "torch", reason="PyTorch's own steps")]
+
+
+def state_after(case, batches, plain, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(gamo.backend, "PLAIN_STEPS", plain)
+        return {name: np.asarray(v) for name, v in CASES[case](batches).items()}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_fast_step_leaves_the_state_of_the_keras_calls(case, monkeypatch):
+    keras_calls = state_after(case, 3, False, monkeypatch)
+    plain = state_after(case, 3, True, monkeypatch)
+    assert list(plain) == list(keras_calls)
+    for name, value in keras_calls.items():
+        # Measured: bit-identical on a CPU (the same operations in the same order);
+        # float32 rounding allowed, as other kernels may order sums differently.
+        np.testing.assert_allclose(plain[name], value, rtol=1e-5, atol=1e-6, err_msg=f"{case}: {name}")
+    assert any(np.any(value != 0) for name, value in plain.items() if "/m:" in name or "adam" in name)
+
+
+class Counts:
+    """Keras layer calls and Keras tensor conversions made while counting."""
+
+    def __init__(self, monkeypatch):
+        self.layer_calls = self.conversions = 0
+        layer_call, convert = Layer.__call__, torch_core.convert_to_tensor
+
+        def counted_call(layer, *args, **kwargs):
+            self.layer_calls += 1
+            return layer_call(layer, *args, **kwargs)
+
+        def counted_convert(*args, **kwargs):
+            self.conversions += 1
+            return convert(*args, **kwargs)
+        monkeypatch.setattr(Layer, "__call__", counted_call)
+        monkeypatch.setattr(torch_core, "convert_to_tensor", counted_convert)
+
+
+def test_a_dense_step_makes_no_keras_layer_call_and_converts_only_its_inputs(monkeypatch):
+    x, y = digits()
+    learner = game(x.shape[1], Imbalance(np.bincount(y)))
+    learner.players.set_class_points(x, y)
+    onehot, rng = one_hot(y, 4), np.random.default_rng(0)
+    inputs = learner.step_inputs(x[:32], onehot[:32], rng)
+    learner.compiled_step(*inputs)
+    with monkeypatch.context() as patch:
+        counts = Counts(patch)
+        learner.compiled_step(*inputs)
+    assert counts.layer_calls == 0       # the Keras-call path makes 134 here, and 292 conversions
+    assert counts.conversions <= len(inputs)
+
+
+def test_an_f_and_m_update_makes_no_keras_layer_call(monkeypatch):
+    x, y = digits()
+    images, onehot = x.reshape(-1, 8, 8, 1)[:BATCH], one_hot(y, 4)[:BATCH]
+    learner = feature_game.FeatureGamo(nets.build_feature_extractor((8, 8, 1), 32),
+                                       game(32, Imbalance(np.bincount(y))), BATCH)
+    learner.compiled_feature_step(images, onehot)
+    with monkeypatch.context() as patch:
+        counts = Counts(patch)
+        learner.compiled_feature_step(images, onehot)
+    assert counts.layer_calls == 0
