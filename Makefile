@@ -74,13 +74,13 @@ lint: $(STAMP)
 # One pytest worker per core; a file's tests stay together (they share its fixtures).
 # Then the backend-neutral tests again under JAX and PyTorch (TensorFlow is the default).
 test: lint $(TORCH_STAMP)
-	$(PY) -m pytest -n auto --dist loadfile
+	$(PY) -m pytest -n auto --dist loadfile --durations=12
 	$(MAKE) --no-print-directory test-backends
 
 test-backends: $(TORCH_STAMP)
-	KERAS_BACKEND=jax $(PY) -m pytest -m every_backend -p no:cacheprovider
+	KERAS_BACKEND=jax $(PY) -m pytest -m every_backend -p no:cacheprovider -n auto --dist loadfile
 	@if $(PY) -c "import torch" 2>/dev/null; then \
-		KERAS_BACKEND=torch $(PY) -m pytest -m every_backend -p no:cacheprovider; \
+		KERAS_BACKEND=torch $(PY) -m pytest -m every_backend -p no:cacheprovider -n auto --dist loadfile; \
 	else echo "PyTorch not installed: its backend-neutral tests skipped"; fi
 
 # The inner loop: everything but the whole trainings and new processes (under a minute).

@@ -10,6 +10,8 @@ a process's threads: what a shared machine's load changes least), and each
 backend's wall time over TensorFlow's; the last line is a JSON object of them.
 
     python bench/backends.py [--case dense|conv|sampler|all] [--rounds 2] [--backends tensorflow,jax,torch]
+
+(--backends may add torch-keras-calls: PyTorch through Keras' own layer calls.)
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ sys.path.insert(0, str(ROOT))
 from gamo.errors import InputError, run_cli  # noqa: E402
 from gamo.run.settings import new_parser  # noqa: E402
 
-MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "torch-keras-calls": "torch"}
+# torch-keras-calls: PyTorch through Keras' own layer calls (GAMO_TORCH_KERAS_CALLS=1), the path
+# gamo/backend_torch.py replaces: the same arithmetic, for the before-and-after ratio.
+ENVIRONMENTS = {"torch-keras-calls": {"KERAS_BACKEND": "torch", "GAMO_TORCH_KERAS_CALLS": "1"}}
 # figure -> (label, its CPU-time figure)
 FIGURES = {"compiled_ms": ("dense GAMO, ms per batch (median)", "compiled_cpu_ms"),
            "conv_epoch_s": ("conv F+M epoch over the training images, s", "conv_epoch_cpu_s"),
@@ -51,7 +56,8 @@ def build_parser():
 
 def figures_of(command, backend):
     """The JSON object a benchmark prints last, run under `backend`."""
-    result = subprocess.run(command, env={**os.environ, "KERAS_BACKEND": backend},
+    environment = ENVIRONMENTS.get(backend, {"KERAS_BACKEND": backend})
+    result = subprocess.run(command, env={**os.environ, **environment},
                             capture_output=True, text=True, timeout=3600)
     if result.returncode != 0:
         last = result.stderr.strip().splitlines()[-1:]

@@ -54,7 +54,10 @@ def activation_of(layer: keras.layers.Layer) -> Callable[[torch.Tensor], torch.T
     return ACTIVATIONS[name] if name in ACTIVATIONS else layer.activation
 
 
-def dense(layer: layers.Dense) -> Callable[..., torch.Tensor]:
+def dense(layer: layers.Dense) -> Callable[..., torch.Tensor] | None:
+    """x W + b and the activation; None for LoRA or quantised layers (their own call)."""
+    if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
+        return None
     kernel = tensor_of(layer.kernel)
     bias = tensor_of(layer.bias) if layer.bias is not None else None
     activation = activation_of(layer)
