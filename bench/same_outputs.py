@@ -16,6 +16,7 @@ checkpoints and settings.json hold times and versions). The earlier commit's
 outputs are kept in --work and reused when the command is given again.
 
     python bench/same_outputs.py --commit 0f32e95
+    python bench/same_outputs.py --commit 51b1f7f --jit   # XLA for every run, as that commit chose
 """
 
 from __future__ import annotations
@@ -76,10 +77,11 @@ def training_runs(data, out):
     return runs
 
 
-def make_outputs(tree, data, out, log, skip=()):
+def make_outputs(tree, data, out, log, skip=(), extra=()):
     for name, script, options in training_runs(data, out):
         if name not in skip and not (out / name).is_dir():
-            run(tree, script, *options, log=log)
+            given = () if script == "fashion_mnist_gamo2pix_main.py" else extra
+            run(tree, script, *options, *given, log=log)
 
 
 def make_checkpoint_to_resume(tree, data, out, log):
@@ -152,6 +154,9 @@ def main(argv=None):
     parser.add_argument("--work", default="/tmp/gamo-same-outputs", help="where outputs are kept")
     parser.add_argument("--skip", default="", help="comma-separated runs not to compare (e.g. pix, after "
                                                    "a deliberate change of GAMO2pix's outputs)")
+    parser.add_argument("--jit", action="store_true",
+                        help="give this tree's training runs --jit: commits before 2026-12-06 compiled every "
+                             "run with XLA; since then a short run gets a plain graph (another float order)")
     parser.add_argument("--earlier-only", action="store_true",
                         help="only make (and keep) the earlier commit's outputs")
     args = parser.parse_args(argv)
@@ -176,7 +181,7 @@ def main(argv=None):
     problems = compare(data, here_data, "data")
     make_outputs(old_tree, data, old_out, log)
     skip = set(filter(None, args.skip.split(",")))
-    make_outputs(ROOT, data, new_out, log, skip)
+    make_outputs(ROOT, data, new_out, log, skip, ["--jit"] if args.jit else [])
     for name, _, _ in training_runs(data, new_out):
         if name not in skip:
             problems += compare(old_out / name, new_out / name, name)

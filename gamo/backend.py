@@ -247,14 +247,18 @@ def route_rows(code: Tensor, labels: Tensor, units: Mapping[int, Callable[[Tenso
                num_classes: int, width: int) -> Tensor:
     """Each row of `code` through the unit of its one-hot label (a zero row
     where there is none): TensorFlow partitions the rows by label, outside
-    XLA since the parts' sizes vary; the other backends run every unit on every
-    row and keep each row's own, with static shapes that compile."""
+    XLA since the parts' sizes vary; PyTorch, eager, takes each unit's rows by
+    index; JAX runs every unit on every row and keeps each row's own, with
+    static shapes that compile."""
     if BACKEND == "tensorflow":
         label_ids = tf.argmax(labels, axis=-1, output_type=tf.int32)
         rows = tf.dynamic_partition(tf.range(tf.shape(code)[0]), label_ids, num_classes)
         codes = tf.dynamic_partition(code, label_ids, num_classes)
         return tf.dynamic_stitch(rows, [units[k](codes[k]) if k in units else
                                         tf.zeros((tf.shape(codes[k])[0], width)) for k in range(num_classes)])
+    if PLAIN_STEPS:
+        from gamo.backend_torch import route_rows as route_rows_eagerly
+        return route_rows_eagerly(code, labels, units, width)
     label_ids = ops.argmax(labels, axis=-1)
     routed = ops.zeros((ops.shape(code)[0], width))
     for k, unit in units.items():

@@ -33,7 +33,7 @@ import keras
 from keras import layers
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from gamo.layers import CallSiteStatistics
     from gamo.optim import ReferenceAdam
@@ -194,6 +194,19 @@ def site_tensors(site: CallSiteStatistics, layer: CallSiteBatchNormalization) ->
     return tensors[layer.name]
 
 
+def route_rows(code: torch.Tensor, labels: torch.Tensor,
+               units: Mapping[int, Callable[[torch.Tensor], torch.Tensor]], width: int) -> torch.Tensor:
+    """gamo.backend.route_rows, eagerly: each unit on the rows of its label only (a
+    zero row where a label has no unit), not every unit on every row."""
+    label_ids = torch.argmax(labels, dim=-1)
+    routed = torch.zeros((code.shape[0], width), dtype=code.dtype, device=code.device)
+    for k, unit in units.items():
+        rows = torch.nonzero(label_ids == k).squeeze(1)
+        if rows.numel():
+            routed = routed.index_copy(0, rows, unit(code.index_select(0, rows)))
+    return routed
+
+
 def record_site_statistics(site: CallSiteStatistics, layer: CallSiteBatchNormalization, mean: torch.Tensor,
                            variance: torch.Tensor, rows: int) -> None:
     """CallSiteStatistics.record's arithmetic (see there) on the tensors, in place."""
@@ -214,14 +227,14 @@ class InPlaceAdam:
     def __init__(self, adam: ReferenceAdam, variables: Sequence[keras.Variable]) -> None:
         self.variables = list(variables)
         self.params = [tensor_of(v) for v in variables]
-        shapes = [p.shape for p in self.params]
-        moments = [tensor_of(m) for m in adam.moments]
-        velocities = [tensor_of(v) for v in adam.velocities]
-        if adam.flat:
-            moments, velocities = (pieces(buffer[0], adam.sizes, shapes) for buffer in (moments, velocities))
-        self.moments, self.velocities = moments, velocities
+        # A flat state's moments are one buffer each: its gradients are concatenated and
+        # its steps cut back into pieces (a few large operations, not many small ones).
+        self.flat, self.sizes, self.shapes = adam.flat, list(adam.sizes), [p.shape for p in self.params]
+        self.moments = [tensor_of(m) for m in adam.moments]
+        self.velocities = [tensor_of(v) for v in adam.velocities]
         self.counter, self.iterations = tensor_of(adam.counter), tensor_of(adam.iterations)
         self.lr, self.beta1, self.beta2 = (tensor_of_constant(v) for v in (adam.lr, adam.beta1, adam.beta2))
+        self.one_minus_beta1, self.one_minus_beta2 = 1.0 - self.beta1, 1.0 - self.beta2
         self.epsilon = adam.epsilon
 
 
@@ -231,7 +244,8 @@ _ADAM_TENSORS: weakref.WeakKeyDictionary[ReferenceAdam, InPlaceAdam] = weakref.W
 def reference_adam_step(adam: ReferenceAdam, gradients: Sequence[torch.Tensor],
                         variables: Sequence[keras.Variable]) -> None:
     """ReferenceAdam.apply's arithmetic (see there) on the tensors in place, every
-    variable at once (torch._foreach_*): the same float32 operations per element.
+    variable (or a flat state's one buffer) at once with torch._foreach_*: the same
+    float32 operations per element.
 
         m = beta_1 m + (1 - beta_1) g;  v = beta_2 v + (1 - beta_2) g^2
         w = w - lr_t m / (sqrt(v) + epsilon)
@@ -241,17 +255,17 @@ def reference_adam_step(adam: ReferenceAdam, gradients: Sequence[torch.Tensor],
         state = _ADAM_TENSORS[adam] = InPlaceAdam(adam, variables)
     t = state.counter.to(torch.float32) + 1
     lr_t = state.lr * (torch.sqrt(1.0 - torch.pow(state.beta2, t)) / (1.0 - torch.pow(state.beta1, t)))
-    gradients = list(gradients)
+    gradients = [torch.cat([g.reshape(-1) for g in gradients])] if state.flat else list(gradients)
     torch._foreach_mul_(state.moments, state.beta1)
-    torch._foreach_add_(state.moments, torch._foreach_mul(gradients, 1.0 - state.beta1))
+    torch._foreach_add_(state.moments, torch._foreach_mul(gradients, state.one_minus_beta1))
     torch._foreach_mul_(state.velocities, state.beta2)
     torch._foreach_add_(state.velocities, torch._foreach_mul(torch._foreach_mul(gradients, gradients),
-                                                             1.0 - state.beta2))
+                                                             state.one_minus_beta2))
     denominators = torch._foreach_sqrt(state.velocities)
     torch._foreach_add_(denominators, state.epsilon)
     steps = torch._foreach_mul(state.moments, lr_t)
     torch._foreach_div_(steps, denominators)
-    torch._foreach_sub_(state.params, steps)
+    torch._foreach_sub_(state.params, pieces(steps[0], state.sizes, state.shapes) if state.flat else steps)
     state.counter.add_(1)
     state.iterations.add_(1)
 
