@@ -165,11 +165,12 @@ class PlainNetwork:
         self.single = not isinstance(model.output, (list, tuple))
 
     def __call__(self, inputs: Any, training: bool = False) -> Any:
+        several = isinstance(inputs, (list, tuple))
+        given = [x if isinstance(x, torch.Tensor) else keras.ops.convert_to_tensor(x, "float32")
+                 for x in (inputs if several else [inputs])]      # as Layer.__call__ converts them
         if self.layer is not None:
-            return self.layer(inputs, training)
-        given = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-        values: dict[int, Any] = dict(enumerate(
-            x if isinstance(x, torch.Tensor) else keras.ops.convert_to_tensor(x, "float32") for x in given))
+            return self.layer(given if several else given[0], training)
+        values: dict[int, Any] = dict(enumerate(given))
         for apply, sources, several, targets in self.steps:
             result = apply([values[i] for i in sources] if several else values[sources[0]], training)
             if len(targets) == 1:

@@ -51,7 +51,7 @@ class FeatureGamo(Learner):
         trained = extractor.trainable_variables
         # The reference compiles F+M with the same Adam object as the game's models:
         # with its shared step counter (the default), F+M's updates advance it too.
-        self.optimizer = gamo.adam.new(extractor.trainable_variables)
+        self.optimizer = gamo.adam.new(trained)
         self.compiled_feature_step = compile_function(
             lambda images, targets: update(self.optimizer, trained, lambda: mse(
                 targets, classifier(step_extractor(images, training=True), training=False))),

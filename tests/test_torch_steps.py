@@ -77,3 +77,15 @@ def test_an_f_and_m_update_makes_no_keras_layer_call(monkeypatch):
         counts = Counts(patch)
         learner.compiled_feature_step(images, onehot)
     assert counts.layer_calls == 0
+
+
+def test_a_vae_decodes_numpy_features_outside_a_step():
+    from types import SimpleNamespace
+
+    from gamo.optim import AdamStates
+    from gamo.vae import ClassVae
+
+    vae = ClassVae(32, (8, 8, 1), SimpleNamespace(consistent_vae=False, jit=True), 0, AdamStates(0.0002, 0.5))
+    rng = np.random.default_rng(0)
+    images = vae.images_from(rng.uniform(-1, 1, (5, 32)).astype(np.float32), rng)     # NumPy in, as GAMO2pix does
+    assert images.shape == (5, 8, 8, 1) and np.all(np.abs(images) <= 1)
