@@ -13,6 +13,7 @@ there (bench/README.md). Here:
     stays the one definition of the network: saving, loading and prediction use it.
   - reference_adam_step: ReferenceAdam's arithmetic on the tensors in place.
   - record_site_statistics: CallSiteStatistics' moving averages in place.
+  - route_rows: the fake batch's rows through their own IGU only, by index.
 Keras' torch variables assign in place (copy_), so the tensor a variable holds
 is the same object for the variable's life: it is read once.
 """
@@ -171,8 +172,8 @@ class PlainNetwork:
         if self.layer is not None:
             return self.layer(given if several else given[0], training)
         values: dict[int, Any] = dict(enumerate(given))
-        for apply, sources, several, targets in self.steps:
-            result = apply([values[i] for i in sources] if several else values[sources[0]], training)
+        for apply, sources, takes_list, targets in self.steps:
+            result = apply([values[i] for i in sources] if takes_list else values[sources[0]], training)
             if len(targets) == 1:
                 values[targets[0]] = result
             else:
