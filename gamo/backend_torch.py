@@ -21,6 +21,7 @@ is the same object for the variable's life: it is read once.
 from __future__ import annotations
 
 import inspect
+import math
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -229,14 +230,13 @@ class InPlaceAdam:
     def __init__(self, adam: ReferenceAdam, variables: Sequence[keras.Variable]) -> None:
         self.variables = list(variables)
         self.params = [tensor_of(v) for v in variables]
-        # A flat state's moments are one buffer each: its gradients are concatenated and
-        # its steps cut back into pieces (a few large operations, not many small ones).
-        self.flat, self.sizes, self.shapes = adam.flat, list(adam.sizes), [p.shape for p in self.params]
-        self.moments = [tensor_of(m) for m in adam.moments]
-        self.velocities = [tensor_of(v) for v in adam.velocities]
+        shapes = [p.shape for p in self.params]
+        moments, velocities = ([tensor_of(m) for m in ms] for ms in (adam.moments, adam.velocities))
+        self.moments = pieces(moments[0], adam.sizes, shapes) if adam.flat else moments
+        self.velocities = pieces(velocities[0], adam.sizes, shapes) if adam.flat else velocities
         self.counter, self.iterations = tensor_of(adam.counter), tensor_of(adam.iterations)
-        self.lr, self.beta1, self.beta2 = (tensor_of_constant(v) for v in (adam.lr, adam.beta1, adam.beta2))
-        self.one_minus_beta1, self.one_minus_beta2 = 1.0 - self.beta1, 1.0 - self.beta2
+        # The float32 constants as Python numbers (exactly), for PyTorch's fused kernel.
+        self.lr, self.beta1, self.beta2 = (float(v) for v in (adam.lr, adam.beta1, adam.beta2))
         self.epsilon = adam.epsilon
 
 
@@ -245,29 +245,27 @@ _ADAM_TENSORS: weakref.WeakKeyDictionary[ReferenceAdam, InPlaceAdam] = weakref.W
 
 def reference_adam_step(adam: ReferenceAdam, gradients: Sequence[torch.Tensor],
                         variables: Sequence[keras.Variable]) -> None:
-    """ReferenceAdam.apply's arithmetic (see there) on the tensors in place, every
-    variable (or a flat state's one buffer) at once with torch._foreach_*: the same
-    float32 operations per element.
+    """ReferenceAdam.apply's update (see there) on the tensors in place, in one pass
+    over each variable's moments: PyTorch's fused Adam kernel,
 
-        m = beta_1 m + (1 - beta_1) g;  v = beta_2 v + (1 - beta_2) g^2
-        w = w - lr_t m / (sqrt(v) + epsilon)
-    """
+        t = counter + 1;  m = beta_1 m + (1 - beta_1) g;  v = beta_2 v + (1 - beta_2) g^2
+        w = w - (lr / (1 - beta_1^t)) m / (sqrt(v) / sqrt(1 - beta_2^t) + epsilon_t)
+
+    which with epsilon_t = epsilon / sqrt(1 - beta_2^t) is the reference's
+    w - lr_t m / (sqrt(v) + epsilon), lr_t = lr sqrt(1 - beta_2^t) / (1 - beta_1^t):
+    the same update to float32 rounding (its bias corrections in float64, its
+    products fused; tests/test_torch_steps.py), where separate passes took a
+    third of a dense batch (bench/README.md)."""
     state = _ADAM_TENSORS.get(adam)
     if state is None or state.variables != list(variables):
         state = _ADAM_TENSORS[adam] = InPlaceAdam(adam, variables)
     t = state.counter.to(torch.float32) + 1
-    lr_t = state.lr * (torch.sqrt(1.0 - torch.pow(state.beta2, t)) / (1.0 - torch.pow(state.beta1, t)))
-    gradients = [torch.cat([g.reshape(-1) for g in gradients])] if state.flat else list(gradients)
-    torch._foreach_mul_(state.moments, state.beta1)
-    torch._foreach_add_(state.moments, torch._foreach_mul(gradients, state.one_minus_beta1))
-    torch._foreach_mul_(state.velocities, state.beta2)
-    torch._foreach_add_(state.velocities, torch._foreach_mul(torch._foreach_mul(gradients, gradients),
-                                                             state.one_minus_beta2))
-    denominators = torch._foreach_sqrt(state.velocities)
-    torch._foreach_add_(denominators, state.epsilon)
-    steps = torch._foreach_mul(state.moments, lr_t)
-    torch._foreach_div_(steps, denominators)
-    torch._foreach_sub_(state.params, pieces(steps[0], state.sizes, state.shapes) if state.flat else steps)
+    epsilon_t = state.epsilon / math.sqrt(1.0 - state.beta2 ** float(t))
+    # The kernel reads memory in order: a convolution kernel's gradient arrives permuted.
+    gradients = [g.contiguous() for g in gradients]
+    torch._fused_adam_(state.params, gradients, state.moments, state.velocities, [],
+                       [t] * len(state.params), lr=state.lr, beta1=state.beta1, beta2=state.beta2,
+                       weight_decay=0.0, eps=epsilon_t, amsgrad=False, maximize=False)
     state.counter.add_(1)
     state.iterations.add_(1)
 
@@ -275,7 +273,3 @@ def reference_adam_step(adam: ReferenceAdam, gradients: Sequence[torch.Tensor],
 def pieces(flat: torch.Tensor, sizes: Sequence[int], shapes: Sequence[torch.Size]) -> list[torch.Tensor]:
     """The flat tensor cut into pieces of these sizes and shapes (views: writing them writes it)."""
     return [piece.view(shape) for piece, shape in zip(flat.split(sizes), shapes)]
-
-
-def tensor_of_constant(value: Any) -> torch.Tensor:
-    return value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.float32)
