@@ -65,9 +65,12 @@ def dense(layer: layers.Dense) -> Callable[..., torch.Tensor] | None:
     activation = activation_of(layer)
 
     def apply(x: torch.Tensor, training: bool) -> torch.Tensor:
-        y = torch.matmul(x, kernel)
-        if bias is not None:
-            y = y + bias
+        # addmm: the bias added to the float32 product, as matmul then add do, in one operation
+        # (and its gradient with the product's); matmul for inputs of more than two axes.
+        if bias is None or x.dim() != 2:
+            y = torch.matmul(x, kernel) if bias is None else torch.matmul(x, kernel) + bias
+        else:
+            y = torch.addmm(bias, x, kernel)
         return y if activation is None else activation(y)
     return apply
 
@@ -99,20 +102,35 @@ def batch_normalization(layer: layers.BatchNormalization) -> Callable[..., torch
     momentum, epsilon = layer.momentum, layer.epsilon
 
     def apply(x: torch.Tensor, training: bool) -> torch.Tensor:
-        if training and layer.trainable:
-            axes = list(range(x.dim() - 1))
-            mean = torch.mean(x, dim=axes)      # Keras' moments: E[x^2] - E[x]^2
-            variance = torch.mean(torch.square(x), dim=axes) - torch.square(mean)
-            site = getattr(layer, "site", None)
+        if not (training and layer.trainable):
+            return normalised(x, moving_mean, moving_variance)
+        if x.dim() == 2:
+            # PyTorch's batch_norm kernel, forward and backward, on the batch's own
+            # statistics: Keras' arithmetic to float32 rounding (the variance summed
+            # as E[(x - mean)^2], as TensorFlow 1's moments did, not E[x^2] - mean^2),
+            # in two operations, not a dozen and their gradients.
             with torch.no_grad():
-                if site is not None:
-                    record_site_statistics(site, layer, mean, variance, x.shape[0])
-                else:
-                    moving_mean.copy_(moving_mean * momentum + mean * (1.0 - momentum))
-                    moving_variance.copy_(moving_variance * momentum + variance * (1.0 - momentum))
+                variance, mean = torch.var_mean(x, dim=0, unbiased=False)
+                record(mean, variance, x.shape[0])
+            return tnn.batch_norm(x, None, None, gamma, beta, training=True, eps=epsilon)
+        axes = list(range(x.dim() - 1))
+        mean = torch.mean(x, dim=axes)      # Keras' moments: E[x^2] - E[x]^2
+        variance = torch.mean(torch.square(x), dim=axes) - torch.square(mean)
+        with torch.no_grad():
+            record(mean, variance, x.shape[0])
+        return normalised(x, mean, variance)
+
+    def record(mean: torch.Tensor, variance: torch.Tensor, rows: int) -> None:
+        """This call's statistics to the call site's average, or to the layer's moving average."""
+        site = getattr(layer, "site", None)
+        if site is not None:
+            record_site_statistics(site, layer, mean, variance, rows)
         else:
-            mean, variance = moving_mean, moving_variance
-        # keras.ops.batch_normalization's arithmetic on PyTorch
+            moving_mean.copy_(moving_mean * momentum + mean * (1.0 - momentum))
+            moving_variance.copy_(moving_variance * momentum + variance * (1.0 - momentum))
+
+    def normalised(x: torch.Tensor, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+        """keras.ops.batch_normalization's arithmetic on PyTorch."""
         return x.subtract(mean).mul_(variance.add(epsilon).rsqrt_().mul(gamma)).add_(beta)
     return apply
 
@@ -186,14 +204,15 @@ _SITE_TENSORS: weakref.WeakKeyDictionary[CallSiteStatistics, dict[str, tuple[tor
     weakref.WeakKeyDictionary()
 
 
-def site_tensors(site: CallSiteStatistics, layer: CallSiteBatchNormalization) -> tuple[torch.Tensor, ...]:
-    """(accumulator, count, moving mean, moving variance, 1 - momentum) of a layer at a site, read once."""
+def site_tensors(site: CallSiteStatistics, layer: CallSiteBatchNormalization) -> tuple[Any, ...]:
+    """(accumulator, count, [moving mean, moving variance], 1 - momentum, momentum) of a
+    layer at a site, read once (momentum as CallSiteStatistics.record computes it)."""
     tensors = _SITE_TENSORS.setdefault(site, {})
     if layer.name not in tensors:
-        variables = (site.accumulators[layer.name], site.counts[layer.name], layer.moving_mean,
-                     layer.moving_variance)
-        tensors[layer.name] = (*(tensor_of(v) for v in variables),
-                               torch.tensor(1.0 - layer.momentum, dtype=torch.float32))
+        decay = torch.tensor(1.0 - layer.momentum, dtype=torch.float32)
+        tensors[layer.name] = (tensor_of(site.accumulators[layer.name]), tensor_of(site.counts[layer.name]),
+                               [tensor_of(layer.moving_mean), tensor_of(layer.moving_variance)],
+                               decay, 1.0 - decay)
     return tensors[layer.name]
 
 
@@ -212,15 +231,14 @@ def route_rows(code: torch.Tensor, labels: torch.Tensor,
 
 def record_site_statistics(site: CallSiteStatistics, layer: CallSiteBatchNormalization, mean: torch.Tensor,
                            variance: torch.Tensor, rows: int) -> None:
-    """CallSiteStatistics.record's arithmetic (see there) on the tensors, in place."""
-    accumulator, count, moving_mean, moving_variance, decay = site_tensors(site, layer)
+    """CallSiteStatistics.record's arithmetic (see there) on the tensors, in place:
+    the same operations in the same order."""
+    accumulator, count, movings, decay, momentum = site_tensors(site, layer)
     corrected = variance * (rows / (rows - (1.0 + layer.epsilon)))
-    biased = accumulator - (accumulator - torch.stack([mean, corrected])) * decay
-    accumulator.copy_(biased)
+    accumulator.sub_((accumulator - torch.stack([mean, corrected])).mul_(decay))
     count.add_(1.0)
-    unbiased = biased / (1.0 - torch.pow(1.0 - decay, count))
-    for moving, value in ((moving_mean, unbiased[0]), (moving_variance, unbiased[1])):
-        moving.copy_(moving - (moving - value))
+    unbiased = accumulator / (1.0 - torch.pow(momentum, count))
+    torch._foreach_sub_(movings, torch._foreach_sub(movings, list(unbiased.unbind())))
 
 
 class InPlaceAdam:
