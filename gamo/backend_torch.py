@@ -33,6 +33,7 @@ from gamo.layers import CallSiteBatchNormalization, ConvexCombination
 # isort: split
 import keras
 from keras import layers
+from keras.src.backend.torch import nn as keras_torch_nn  # Keras' "same" padding, reused
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -90,6 +91,50 @@ def convex_combination(layer: ConvexCombination) -> Callable[..., torch.Tensor]:
     return lambda weights, training: torch.matmul(weights, points)
 
 
+def conv2d(layer: layers.Conv2D) -> Callable[..., torch.Tensor] | None:
+    """Keras' Conv2D on channels-last images, without its two copies: the image seen
+    as channels-first is already in the channels-last memory layout the convolution
+    kernel prefers (a view), and so is its output seen back. None for other forms."""
+    if layer.data_format != "channels_last" or layer.groups != 1 or getattr(layer, "lora_enabled", False) \
+            or getattr(layer, "quantization_mode", None):
+        return None
+    kernel = tensor_of(layer.kernel)
+    bias = tensor_of(layer.bias) if layer.bias is not None else None
+    activation = activation_of(layer)
+
+    def apply(x: torch.Tensor, training: bool) -> torch.Tensor:
+        images, padding = channels_first_padded(x, layer.kernel_size, layer.strides, layer.padding, "conv",
+                                                layer.dilation_rate)
+        y = tnn.conv2d(images, kernel.permute(3, 2, 0, 1), None, layer.strides, padding, layer.dilation_rate)
+        y = y.permute(0, 2, 3, 1)
+        if bias is not None:
+            y = y + bias              # after the convolution, as Keras' layer adds it
+        return y if activation is None else activation(y)
+    return apply
+
+
+def average_pooling2d(layer: layers.AveragePooling2D) -> Callable[..., torch.Tensor] | None:
+    """Keras' AveragePooling2D on channels-last images, without its copies (as conv2d)."""
+    if layer.data_format != "channels_last":
+        return None
+
+    def apply(x: torch.Tensor, training: bool) -> torch.Tensor:
+        images, padding = channels_first_padded(x, layer.pool_size, layer.strides, layer.padding, "pooling")
+        y = tnn.avg_pool2d(images, layer.pool_size, layer.strides, padding, count_include_pad=False)
+        return y.permute(0, 2, 3, 1)
+    return apply
+
+
+def channels_first_padded(x: torch.Tensor, size: Sequence[int], strides: Sequence[int], padding: str,
+                          operation: str, dilation: Any = 1) -> tuple[torch.Tensor, Any]:
+    """A channels-last batch of images as a channels-first view and the padding to
+    give the operation ("same": Keras' own, padding the view where it is uneven)."""
+    images = x.permute(0, 3, 1, 2)
+    if padding != "same":
+        return images, 0
+    return keras_torch_nn._apply_same_padding(images, size, strides, "channels_first", operation, dilation)
+
+
 def batch_normalization(layer: layers.BatchNormalization) -> Callable[..., torch.Tensor] | None:
     """Keras' BatchNormalization over the last axis (moving averages, or a call
     site's statistics inside gamo.layers.statistics_of_call_site); None for what
@@ -139,6 +184,7 @@ def batch_normalization(layer: layers.BatchNormalization) -> Callable[..., torch
 TRANSLATIONS: dict[type, Callable[[Any], Callable[..., torch.Tensor] | None]] = {
     layers.Dense: dense, layers.LeakyReLU: leaky_relu, layers.Concatenate: concatenate,
     ConvexCombination: convex_combination, layers.BatchNormalization: batch_normalization,
+    layers.Conv2D: conv2d, layers.AveragePooling2D: average_pooling2d,
 }
 
 
