@@ -74,7 +74,7 @@ lint: $(STAMP)
 # One pytest worker per core; a file's tests stay together (they share its fixtures).
 # Then the backend-neutral tests again under JAX and PyTorch (TensorFlow is the default).
 test: lint $(TORCH_STAMP)
-	$(PY) -m pytest -n auto --dist loadfile --durations=12
+	$(PY) -m pytest -n auto --dist loadfile --durations=40
 	$(MAKE) --no-print-directory test-backends
 
 test-backends: $(TORCH_STAMP)

@@ -7,19 +7,24 @@ keras.ops call converts its arguments: four fifths of a dense GAMO batch went
 there (bench/README.md). Here:
   - PlainNetwork: a Keras functional model applied as a plain function of the
     tensors its variables hold. Its graph is read from the model once; each
-    layer is then applied with torch operations (Dense, LeakyReLU, Concatenate,
-    BatchNormalization, ConvexCombination) or, for any other layer, through its
-    own `call` (its arithmetic in keras.ops, without Layer.__call__). The model
-    stays the one definition of the network: saving, loading and prediction use it.
-  - reference_adam_step: ReferenceAdam's arithmetic on the tensors in place.
+    layer is then applied with torch operations (Dense as addmm, LeakyReLU,
+    Concatenate, ConvexCombination, Conv2D and AveragePooling2D on channels-first
+    views, training BatchNormalization through PyTorch's batch_norm kernel) or,
+    for any other layer, through its own `call` (its arithmetic in keras.ops,
+    without Layer.__call__). The model stays the one definition of the network:
+    saving, loading and prediction use it.
+  - reference_adam_step: ReferenceAdam's update through PyTorch's fused Adam kernel.
   - record_site_statistics: CallSiteStatistics' moving averages in place.
   - route_rows: the fake batch's rows through their own IGU only, by index.
+What differs from Keras' arithmetic is float32 rounding only (fused products, the
+variance summed as E[(x - mean)^2]): tests/test_torch_steps.py compares the two.
 Keras' torch variables assign in place (copy_), so the tensor a variable holds
 is the same object for the variable's life: it is read once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import weakref
@@ -149,20 +154,18 @@ def batch_normalization(layer: layers.BatchNormalization) -> Callable[..., torch
     def apply(x: torch.Tensor, training: bool) -> torch.Tensor:
         if not (training and layer.trainable):
             return normalised(x, moving_mean, moving_variance)
-        if x.dim() == 2:
-            # PyTorch's batch_norm kernel, forward and backward, on the batch's own
-            # statistics: Keras' arithmetic to float32 rounding (the variance summed
-            # as E[(x - mean)^2], as TensorFlow 1's moments did, not E[x^2] - mean^2),
-            # in two operations, not a dozen and their gradients.
-            with torch.no_grad():
-                variance, mean = torch.var_mean(x, dim=0, unbiased=False)
-                record(mean, variance, x.shape[0])
-            return tnn.batch_norm(x, None, None, gamma, beta, training=True, eps=epsilon)
         axes = list(range(x.dim() - 1))
-        mean = torch.mean(x, dim=axes)      # Keras' moments: E[x^2] - E[x]^2
-        variance = torch.mean(torch.square(x), dim=axes) - torch.square(mean)
+        with torch.no_grad() if x.dim() == 2 else contextlib.nullcontext():
+            mean = torch.mean(x, dim=axes)      # Keras' moments: E[x^2] - E[x]^2
+            variance = torch.mean(torch.square(x), dim=axes) - torch.square(mean)
         with torch.no_grad():
             record(mean, variance, x.shape[0])
+        if x.dim() == 2:
+            # PyTorch's batch_norm kernel, forward and backward, on the batch's own
+            # statistics (its variance summed as E[(x - mean)^2], as TensorFlow 1's
+            # moments did): Keras' arithmetic to float32 rounding in two operations,
+            # not a dozen and their gradients.
+            return tnn.batch_norm(x, None, None, gamma, beta, training=True, eps=epsilon)
         return normalised(x, mean, variance)
 
     def record(mean: torch.Tensor, variance: torch.Tensor, rows: int) -> None:

@@ -96,7 +96,8 @@ class ReferenceAdam:
     in float32 throughout, constants included (1 - beta_2 is 1 - float32(0.999)),
     as Keras 2.2 computed it. `flat` keeps the moments of all the variables in
     one buffer, as FlatAdam does (the same arithmetic, fewer kernels).
-    `iterations` counts this state's own updates.
+    `iterations` counts this state's own updates. On PyTorch the same update runs
+    through PyTorch's fused Adam kernel (gamo.backend_torch: equal to float32 rounding).
     """
 
     def __init__(self, lr: float, beta1: float, counter: keras.Variable, flat: bool = False,
@@ -104,7 +105,7 @@ class ReferenceAdam:
         self.lr, self.beta1, self.beta2 = (ops.convert_to_tensor(value, "float32")
                                            for value in (lr, beta1, beta2))
         self.epsilon, self.counter, self.flat = epsilon, counter, flat
-        self.in_place = in_place_adam()      # PyTorch: this arithmetic on the tensors directly
+        self.in_place = in_place_adam()      # PyTorch: this update on the tensors directly
 
     def build(self, variables: Sequence[keras.Variable]) -> None:
         """The moments for these variables (one flat pair if flat), zero, and the update count."""
