@@ -129,9 +129,14 @@ def test_every_update_steps_one_counter_shared_by_all_states_as_keras_2_2_adam()
         assert int(state.iterations.numpy()) == (6 if names[id(state)] in "MD" else 3)
         for mine, expected in zip([*state.moments, *state.velocities],
                                   [*moments[id(state)], *velocities[id(state)]]):
-            np.testing.assert_allclose(mine.numpy(), expected, rtol=2e-6, atol=1e-12)
+            # PyTorch's fused kernel rounds the moments' products and sums together (an
+            # FMA, a lerp): equal to float32 rounding of the array's scale, not per element.
+            scale = 2e-6 * np.max(np.abs(expected)) if backend.BACKEND == "torch" else 1e-12
+            np.testing.assert_allclose(mine.numpy(), expected, rtol=2e-6, atol=scale)
         for v in state.watched:
-            np.testing.assert_allclose(v.numpy(), weights[id(v)], rtol=1e-5, atol=1e-7)
+            # (and Adam's m / sqrt(v) turns a rounding of a tiny moment into up to a step)
+            scale = 2e-6 * np.max(np.abs(weights[id(v)])) if backend.BACKEND == "torch" else 1e-7
+            np.testing.assert_allclose(v.numpy(), weights[id(v)], rtol=1e-5, atol=scale)
 
 
 def test_standard_adam_gives_each_state_its_own_count_with_keras_3_adam():
