@@ -10,7 +10,7 @@ FASHION_DEB_DIR := /usr/share/datasets/fashion-mnist
 
 OLDEST ?= .venv-oldest
 
-.PHONY: demo test test-backends test-oldest quick fuzz lint bench venv torch clean
+.PHONY: demo test test-long test-backends test-oldest quick fuzz lint bench venv torch clean
 
 venv: $(STAMP)
 
@@ -73,9 +73,13 @@ lint: $(STAMP)
 
 # One pytest worker per core; a file's tests stay together (they share its fixtures).
 # Then the backend-neutral tests again under JAX and PyTorch (TensorFlow is the default).
+# The end-to-end runs of a minute or more (marker `long`) are test-long's: CI runs both.
 test: lint $(TORCH_STAMP)
-	$(PY) -m pytest -n auto --dist loadfile --durations=40
+	$(PY) -m pytest -n auto --dist loadfile -m "not long" --durations=20
 	$(MAKE) --no-print-directory test-backends
+
+test-long: $(TORCH_STAMP)
+	$(PY) -m pytest -n auto --dist loadfile -m long --durations=10
 
 test-backends: $(TORCH_STAMP)
 	KERAS_BACKEND=jax $(PY) -m pytest -m every_backend -p no:cacheprovider -n auto --dist loadfile

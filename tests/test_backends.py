@@ -52,7 +52,7 @@ def assert_agree(reference, other, name):
 
 
 @needs_three
-@pytest.mark.parametrize("case, batches", [("dense", 5), ("conv", 3)])
+@pytest.mark.parametrize("case, batches", [("dense", 5), pytest.param("conv", 3, marks=pytest.mark.long)])
 def test_the_same_batches_give_the_same_state_on_every_backend(case, batches, tmp_path):
     states = {backend: probe(backend, case, batches, tmp_path) for backend in BACKENDS}
     reference = states.pop("tensorflow")
@@ -64,6 +64,7 @@ def test_the_same_batches_give_the_same_state_on_every_backend(case, batches, tm
 
 
 @needs_three
+@pytest.mark.long
 def test_models_saved_under_jax_load_and_predict_the_same_under_the_others(digits_csvs, tmp_path):
     train, test = digits_csvs
     out = tmp_path / "jax_run"
@@ -88,7 +89,8 @@ def test_models_saved_under_jax_load_and_predict_the_same_under_the_others(digit
     assert '"backend": "jax"' in settings
 
 
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "tensorflow"])
+@pytest.mark.parametrize("backend", [pytest.param(b, marks=[pytest.mark.long] if b == "jax" else [])
+                                     for b in BACKENDS if b != "tensorflow"])
 def test_the_convolutional_script_and_gamo2pix_run_on_the_other_backends(backend, digits_csvs, tmp_path):
     train, test = digits_csvs
     env = {"KERAS_BACKEND": backend}
@@ -106,6 +108,7 @@ def test_the_convolutional_script_and_gamo2pix_run_on_the_other_backends(backend
     assert (tmp_path / "ImgGen" / "models_0" / "decoder_4.keras").is_file()
 
 
+@pytest.mark.long
 def test_the_backends_benchmark_times_each_backend_in_turn(tmp_path):
     others = [b for b in BACKENDS if b != "tensorflow"]
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "backends.py"), "--smoke", "--rounds", "1",

@@ -192,6 +192,7 @@ def test_a_killed_benchmark_keeps_its_units_and_the_rerun_plays_the_rest(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_gamo_at_its_defaults_is_not_below_no_sampler_on_the_issue_case():
     """20000 rows, 40 features, 3% minority (seeded): StandardScaler -> sampler ->
     logistic regression, 5-fold balanced accuracy; at steps=600 and the reference's

@@ -264,6 +264,7 @@ def test_relabelled_class_order_matches_the_recorded_class_sizes(digits_csvs, de
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_the_speed_benchmark_runs_every_case(tmp_path):
     """bench/speed.py --smoke: every timing case on the 3 smallest classes, without XLA."""
     import subprocess

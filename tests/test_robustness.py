@@ -58,8 +58,8 @@ def finish(args, backend="tensorflow"):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=pytest.mark.skipif(
-    importlib.util.find_spec("jax") is None, reason="JAX is not installed"))])
+@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=[pytest.mark.long, pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None, reason="JAX is not installed")])])
 def test_killed_run_resumes_to_the_same_record_as_an_uninterrupted_one(backend, digits_csvs, tmp_path):
     # TensorFlow without XLA, to keep the test short: three processes would each
     # compile it. JAX with it: eager JAX is slower than its compilation.
