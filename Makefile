@@ -80,11 +80,13 @@ test: lint $(TORCH_STAMP)
 
 test-long: $(TORCH_STAMP)
 	$(PY) -m pytest -n auto --dist loadfile -m long --durations=10
+	KERAS_BACKEND=jax $(PY) -m pytest -m "every_backend and long" -p no:cacheprovider -n auto --dist loadfile
 
 test-backends: $(TORCH_STAMP)
-	KERAS_BACKEND=jax $(PY) -m pytest -m every_backend -p no:cacheprovider -n auto --dist loadfile
+	KERAS_BACKEND=jax $(PY) -m pytest -m "every_backend and not long" -p no:cacheprovider -n auto --dist loadfile
 	@if $(PY) -c "import torch" 2>/dev/null; then \
-		KERAS_BACKEND=torch $(PY) -m pytest -m every_backend -p no:cacheprovider -n auto --dist loadfile; \
+		KERAS_BACKEND=torch $(PY) -m pytest -m "every_backend and not long" -p no:cacheprovider -n auto \
+			--dist loadfile; \
 	else echo "PyTorch not installed: its backend-neutral tests skipped"; fi
 
 # The inner loop: everything but the whole trainings and new processes (under a minute).

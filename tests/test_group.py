@@ -114,6 +114,7 @@ def new_conv_run(seed, x, y):
     return learner, rng, learner.rounds(images, labels, onehot, batch_slices(len(y), 16), rng)
 
 
+@pytest.mark.long
 @pytest.mark.skipif(not ON_JAX, reason="a group of runs is a JAX program")
 def test_conv_seeds_vmapped_equal_the_same_seeds_run_one_by_one():
     """A round of the conv script: F+M's epoch and the features run by run, then 3 game
@@ -144,6 +145,7 @@ def test_conv_seeds_vmapped_equal_the_same_seeds_run_one_by_one():
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.skipif(not ON_JAX, reason="a group of runs is a JAX program")
 def test_the_conv_script_trains_a_group_into_each_runs_folder(digits_csvs, tmp_path):
     from gamo.cli import fashion
