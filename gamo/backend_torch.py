@@ -24,7 +24,6 @@ is the same object for the variable's life: it is read once.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 import weakref
@@ -73,10 +72,12 @@ def dense(layer: layers.Dense) -> Callable[..., torch.Tensor] | None:
     def apply(x: torch.Tensor, training: bool) -> torch.Tensor:
         # addmm: the bias added to the float32 product, as matmul then add do, in one operation
         # (and its gradient with the product's); matmul for inputs of more than two axes.
-        if bias is None or x.dim() != 2:
-            y = torch.matmul(x, kernel) if bias is None else torch.matmul(x, kernel) + bias
-        else:
+        if bias is not None and x.dim() == 2:
             y = torch.addmm(bias, x, kernel)
+        else:
+            y = torch.matmul(x, kernel)
+            if bias is not None:
+                y = y + bias
         return y if activation is None else activation(y)
     return apply
 
@@ -154,19 +155,24 @@ def batch_normalization(layer: layers.BatchNormalization) -> Callable[..., torch
     def apply(x: torch.Tensor, training: bool) -> torch.Tensor:
         if not (training and layer.trainable):
             return normalised(x, moving_mean, moving_variance)
-        axes = list(range(x.dim() - 1))
-        with torch.no_grad() if x.dim() == 2 else contextlib.nullcontext():
-            mean = torch.mean(x, dim=axes)      # Keras' moments: E[x^2] - E[x]^2
-            variance = torch.mean(torch.square(x), dim=axes) - torch.square(mean)
-        with torch.no_grad():
-            record(mean, variance, x.shape[0])
         if x.dim() == 2:
             # PyTorch's batch_norm kernel, forward and backward, on the batch's own
             # statistics (its variance summed as E[(x - mean)^2], as TensorFlow 1's
             # moments did): Keras' arithmetic to float32 rounding in two operations,
-            # not a dozen and their gradients.
+            # not a dozen and their gradients; the statistics recorded as Keras has them.
+            with torch.no_grad():
+                record(*moments(x), x.shape[0])
             return tnn.batch_norm(x, None, None, gamma, beta, training=True, eps=epsilon)
+        mean, variance = moments(x)
+        with torch.no_grad():
+            record(mean, variance, x.shape[0])
         return normalised(x, mean, variance)
+
+    def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keras' moments over every axis but the last: E[x], E[x^2] - E[x]^2."""
+        axes = list(range(x.dim() - 1))
+        mean = torch.mean(x, dim=axes)
+        return mean, torch.mean(torch.square(x), dim=axes) - torch.square(mean)
 
     def record(mean: torch.Tensor, variance: torch.Tensor, rows: int) -> None:
         """This call's statistics to the call site's average, or to the layer's moving average."""
