@@ -173,12 +173,18 @@ def compile_function(fn: Callable[..., Any], variables: Iterable[keras.Variable]
         return _JaxFunction(fn, variables, jit)
     if jit and os.environ.get("GAMO_TORCH_COMPILE"):      # measured slower (bench/README.md)
         return torch.compile(fn)
-    return with_tensor_inputs(fn) if PLAIN_STEPS else fn
+    return plain_step(fn) if PLAIN_STEPS else fn
 
 
-def with_tensor_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """fn, its NumPy arguments converted to tensors once, on the way in."""
-    return lambda *args: fn(*(ops.convert_to_tensor(a) if isinstance(a, np.ndarray) else a for a in args))
+def plain_step(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """fn as a PyTorch step: its NumPy arguments converted to tensors once, on the
+    way in, and call sites' BatchNorm statistics written together at its end."""
+    from gamo.backend_torch import deferred_site_statistics
+
+    def step(*args: Any) -> Any:
+        with deferred_site_statistics():
+            return fn(*(ops.convert_to_tensor(a) if isinstance(a, np.ndarray) else a for a in args))
+    return step
 
 
 # On TensorFlow, XLA compiles the game's step for about 10 s more than a plain graph

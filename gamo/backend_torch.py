@@ -14,7 +14,8 @@ there (bench/README.md). Here:
     without Layer.__call__). The model stays the one definition of the network:
     saving, loading and prediction use it.
   - reference_adam_step: ReferenceAdam's update through PyTorch's fused Adam kernel.
-  - record_site_statistics: CallSiteStatistics' moving averages in place.
+  - write_site_statistics: CallSiteStatistics' moving averages in place, every
+    call site's of a step together at its end (deferred_site_statistics).
   - route_rows: the fake batch's rows through their own IGU only, by index.
 What differs from Keras' arithmetic is float32 rounding only (fused products, the
 variance summed as E[(x - mean)^2]): tests/test_torch_steps.py compares the two.
@@ -24,10 +25,12 @@ is the same object for the variable's life: it is read once.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import itertools
 import math
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.nn.functional as tnn
@@ -40,7 +43,7 @@ from keras import layers
 from keras.src.backend.torch import nn as keras_torch_nn  # Keras' "same" padding, reused
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from gamo.layers import CallSiteStatistics
     from gamo.optim import ReferenceAdam
@@ -154,6 +157,8 @@ def batch_normalization(layer: layers.BatchNormalization) -> Callable[..., torch
 
     def apply(x: torch.Tensor, training: bool) -> torch.Tensor:
         if not (training and layer.trainable):
+            if _DEFERRED:          # a call site's statistics may be waiting to be written here
+                apply_deferred_statistics()
             return normalised(x, moving_mean, moving_variance)
         if x.dim() == 2:
             # PyTorch's batch_norm kernel, forward and backward, on the batch's own
@@ -163,25 +168,25 @@ def batch_normalization(layer: layers.BatchNormalization) -> Callable[..., torch
             with torch.no_grad():
                 record(*moments(x), x.shape[0])
             return tnn.batch_norm(x, None, None, gamma, beta, training=True, eps=epsilon)
-        mean, variance = moments(x)
+        mean, mean_of_squares = moments(x)
         with torch.no_grad():
-            record(mean, variance, x.shape[0])
-        return normalised(x, mean, variance)
+            record(mean, mean_of_squares, x.shape[0])
+        return normalised(x, mean, mean_of_squares - torch.square(mean))
 
     def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keras' moments over every axis but the last: E[x], E[x^2] - E[x]^2."""
+        """E[x] and E[x^2] over every axis but the last (Keras' variance: E[x^2] - E[x]^2)."""
         axes = list(range(x.dim() - 1))
-        mean = torch.mean(x, dim=axes)
-        return mean, torch.mean(torch.square(x), dim=axes) - torch.square(mean)
+        return torch.mean(x, dim=axes), torch.mean(torch.square(x), dim=axes)
 
-    def record(mean: torch.Tensor, variance: torch.Tensor, rows: int) -> None:
+    def record(mean: torch.Tensor, mean_of_squares: torch.Tensor, rows: int) -> None:
         """This call's statistics to the call site's average, or to the layer's moving average."""
         site = getattr(layer, "site", None)
         if site is not None:
-            record_site_statistics(site, layer, mean, variance, rows)
-        else:
-            moving_mean.copy_(moving_mean * momentum + mean * (1.0 - momentum))
-            moving_variance.copy_(moving_variance * momentum + variance * (1.0 - momentum))
+            record_site_statistics(SiteRecord(site, layer, mean, mean_of_squares, rows))
+            return
+        variance = mean_of_squares - torch.square(mean)
+        moving_mean.copy_(moving_mean * momentum + mean * (1.0 - momentum))
+        moving_variance.copy_(moving_variance * momentum + variance * (1.0 - momentum))
 
     def normalised(x: torch.Tensor, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
         """keras.ops.batch_normalization's arithmetic on PyTorch."""
@@ -255,19 +260,39 @@ class PlainNetwork:
         return values[self.outputs[0]] if self.single else [values[i] for i in self.outputs]
 
 
-_SITE_TENSORS: weakref.WeakKeyDictionary[CallSiteStatistics, dict[str, tuple[torch.Tensor, ...]]] = \
+class SiteRecord(NamedTuple):
+    """One training call's batch statistics for a call site's BatchNormalization layer."""
+    site: CallSiteStatistics
+    layer: CallSiteBatchNormalization
+    mean: torch.Tensor
+    mean_of_squares: torch.Tensor
+    rows: int
+
+
+class SiteTensors(NamedTuple):
+    """A call site's state for one layer, read once: its accumulator's two rows
+    (views), its count, the layer's moving mean and variance, and the decay
+    1 - momentum and momentum as CallSiteStatistics.record computes them."""
+    accumulated: list[torch.Tensor]
+    count: torch.Tensor
+    movings: list[torch.Tensor]
+    decay: float              # a float32 value, exactly
+    momentum: torch.Tensor
+
+
+_SITE_TENSORS: weakref.WeakKeyDictionary[CallSiteStatistics, dict[str, SiteTensors]] = \
     weakref.WeakKeyDictionary()
 
 
-def site_tensors(site: CallSiteStatistics, layer: CallSiteBatchNormalization) -> tuple[Any, ...]:
-    """(accumulator, count, [moving mean, moving variance], 1 - momentum, momentum) of a
-    layer at a site, read once (momentum as CallSiteStatistics.record computes it)."""
+def site_tensors(site: CallSiteStatistics, layer: CallSiteBatchNormalization) -> SiteTensors:
+    """The site's tensors for this layer (read once)."""
     tensors = _SITE_TENSORS.setdefault(site, {})
     if layer.name not in tensors:
         decay = torch.tensor(1.0 - layer.momentum, dtype=torch.float32)
-        tensors[layer.name] = (tensor_of(site.accumulators[layer.name]), tensor_of(site.counts[layer.name]),
-                               [tensor_of(layer.moving_mean), tensor_of(layer.moving_variance)],
-                               decay, 1.0 - decay)
+        tensors[layer.name] = SiteTensors(list(tensor_of(site.accumulators[layer.name]).unbind()),
+                                          tensor_of(site.counts[layer.name]),
+                                          [tensor_of(layer.moving_mean), tensor_of(layer.moving_variance)],
+                                          float(decay), 1.0 - decay)
     return tensors[layer.name]
 
 
@@ -284,16 +309,74 @@ def route_rows(code: torch.Tensor, labels: torch.Tensor,
     return routed
 
 
-def record_site_statistics(site: CallSiteStatistics, layer: CallSiteBatchNormalization, mean: torch.Tensor,
-                           variance: torch.Tensor, rows: int) -> None:
-    """CallSiteStatistics.record's arithmetic (see there) on the tensors, in place:
-    the same operations in the same order."""
-    accumulator, count, movings, decay, momentum = site_tensors(site, layer)
-    corrected = variance * (rows / (rows - (1.0 + layer.epsilon)))
-    accumulator.sub_((accumulator - torch.stack([mean, corrected])).mul_(decay))
-    count.add_(1.0)
-    unbiased = accumulator / (1.0 - torch.pow(momentum, count))
-    torch._foreach_sub_(movings, torch._foreach_sub(movings, list(unbiased.unbind())))
+# Call sites' statistics waiting to be written, in the order recorded (None: written at once).
+_DEFERRED: dict[tuple[int, int], SiteRecord] | None = None
+
+
+@contextlib.contextmanager
+def deferred_site_statistics() -> Iterator[None]:
+    """Inside (a step), call sites' BatchNorm statistics wait and are written together
+    on the way out, or before an inference-mode call of a layer could read them: a
+    dozen vectorised operations for a batch's 36 calls, not sixteen for each."""
+    global _DEFERRED
+    if _DEFERRED is not None:          # nested: the outermost writes them
+        yield
+        return
+    _DEFERRED = {}
+    try:
+        yield
+    finally:
+        apply_deferred_statistics()
+        _DEFERRED = None
+
+
+def record_site_statistics(record: SiteRecord) -> None:
+    """A call's statistics to its site: now, or with the step's others (deferred_site_statistics)."""
+    if _DEFERRED is None:
+        write_site_statistics([record])
+        return
+    key = (id(record.site), id(record.layer))
+    if key in _DEFERRED:               # a site's second call averages into what its first wrote
+        apply_deferred_statistics()
+    _DEFERRED[key] = record
+
+
+def apply_deferred_statistics() -> None:
+    """Write the statistics waiting (deferred_site_statistics)."""
+    if _DEFERRED:
+        records = list(_DEFERRED.values())
+        _DEFERRED.clear()
+        write_site_statistics(records)
+
+
+def write_site_statistics(records: Sequence[SiteRecord]) -> None:
+    """CallSiteStatistics.record's arithmetic (see there) for these calls, in the order
+    given, on the tensors in place: the same operations elementwise, each over every
+    call at once (each site at most once); the layers' moving statistics are set call
+    after call, as recorded."""
+    sites = [site_tensors(r.site, r.layer) for r in records]
+    means = [r.mean for r in records]
+    variances = torch._foreach_sub([r.mean_of_squares for r in records], torch._foreach_mul(means, means))
+    corrected = torch._foreach_mul(variances, [r.rows / (r.rows - (1.0 + r.layer.epsilon)) for r in records])
+    accumulated = [row for site in sites for row in site.accumulated]
+    change = torch._foreach_sub(accumulated, [value for pair in zip(means, corrected) for value in pair])
+    torch._foreach_mul_(change, [site.decay for site in sites for _ in range(2)])
+    torch._foreach_sub_(accumulated, change)
+    counts = [site.count for site in sites]
+    torch._foreach_add_(counts, 1.0)
+    debiasing = torch._foreach_pow([site.momentum for site in sites], counts)
+    torch._foreach_neg_(debiasing)
+    torch._foreach_add_(debiasing, 1.0)                       # 1 - momentum^count
+    unbiased = torch._foreach_div(accumulated, [d for d in debiasing for _ in range(2)])
+    # moving - (moving - unbiased), a layer's calls in turn: in round r, every layer's r-th call.
+    calls_of_layer: dict[int, list[list[tuple[torch.Tensor, torch.Tensor]]]] = {}
+    for index, (record, site) in enumerate(zip(records, sites)):
+        calls_of_layer.setdefault(id(record.layer), []).append(
+            list(zip(site.movings, unbiased[2 * index:2 * index + 2])))
+    for calls in itertools.zip_longest(*calls_of_layer.values(), fillvalue=[]):
+        pairs = [pair for call in calls for pair in call]
+        movings, values = [moving for moving, _ in pairs], [value for _, value in pairs]
+        torch._foreach_sub_(movings, torch._foreach_sub(movings, values))
 
 
 class InPlaceAdam:

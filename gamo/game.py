@@ -17,6 +17,7 @@ from gamo.backend import (
     signature,
     step_network,
     tensor_spec,
+    without_gradient_tracking,
     xla_cluster,
 )
 from gamo.data import one_hot, sample_fake_labels
@@ -186,8 +187,10 @@ class Gamo(Learner):
              fake_targets: Tensor, class_noise: Tensor, class_labels: Tensor) -> dict[str, Tensor]:
         """A batch's whole update sequence (steps 1-6); every update's loss."""
         losses = self.compiled_real_updates(x, y, real_targets)
-        # 3. Oversample: a fake batch of convex combinations of minority points.
-        fake = self.players.fake_batch(fake_noise, fake_labels)
+        # 3. Oversample: a fake batch of convex combinations of minority points (data
+        # for M and D, as the reference's predict() gives it: no gradient recorded).
+        with without_gradient_tracking():
+            fake = self.players.fake_batch(fake_noise, fake_labels)
         return {**losses, **self.compiled_fake_updates(fake, fake_labels, fake_targets, class_noise,
                                                        class_labels)}
 
