@@ -43,6 +43,7 @@ elif BACKEND == "jax":
 elif BACKEND == "torch":
     import torch
 
+    CORE_THREADS = torch.get_num_threads()     # PyTorch's own choice: one per core
     # The steps' products are a few rows wide: one thread is 3 times faster than
     # PyTorch's pool of one per core here (bench/README.md). Set for this
     # project's scripts only, and only if OMP_NUM_THREADS does not say otherwise.
@@ -60,12 +61,36 @@ def training_threads() -> Iterator[None]:
     if BACKEND != "torch" or "OMP_NUM_THREADS" in os.environ:
         yield
         return
+    with torch_threads(1):
+        yield
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """PyTorch's intra-op threads set to `count` while inside, the caller's after."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def convolution_threads() -> int | None:
+    """PyTorch's threads for a step or inference of convolutions over a batch of
+    images: one per core while OpenMP's waiting threads sleep (OMP_WAIT_POLICY=PASSIVE,
+    which the convolutional scripts set): measured 1.5 times as fast as one thread
+    alone, 5-10% slower beside a busy process; with spinning waits (OpenMP's
+    default) a second thread made them 2.2 times slower as soon as another process
+    shared the cores (bench/README.md). None: as set (OMP_NUM_THREADS, spinning waits)."""
+    if "OMP_NUM_THREADS" in os.environ or os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        return None
+    return CORE_THREADS
+
+
+# PyTorch's eager convolutions over 1024 images outgrow the caches: inference runs
+# 2-3 times faster on 128 images a call (bench/README.md).
+TORCH_IMAGES_PER_CALL = 128
 
 
 def value_and_gradients(loss_fn: Callable[[], LossValue],
@@ -157,7 +182,8 @@ def without_gradient_tracking() -> contextlib.AbstractContextManager[Any]:
 
 
 def compile_function(fn: Callable[..., Any], variables: Iterable[keras.Variable], jit: bool = True,
-                     signature: list[tf.TensorSpec] | None = None, whole: bool = True) -> Callable[..., Any]:
+                     signature: list[tf.TensorSpec] | None = None, whole: bool = True,
+                     convolutional: bool = False, row_by_row: bool = False) -> Callable[..., Any]:
     """fn(*arrays), compiled once for repeated calls; it may read and assign
     `variables`, which must hold every variable it touches.
 
@@ -165,6 +191,10 @@ def compile_function(fn: Callable[..., Any], variables: Iterable[keras.Variable]
     XLA if jit and `whole` (not whole: its xla_cluster parts are); JAX: fn
     made pure over the variables' values, under jax.jit if jit; PyTorch: fn
     itself (eager), which measured faster than torch.compile here (bench/README.md).
+    `convolutional`: fn runs convolutions over a batch of images (PyTorch gives it
+    convolution_threads()); `row_by_row`: each row of fn's result depends on the
+    same row of its arguments alone, as in inference (PyTorch feeds it at most
+    TORCH_IMAGES_PER_CALL rows a call when convolutional).
     """
     if BACKEND == "tensorflow":
         return tf.function(fn, jit_compile=jit if whole else None, input_signature=signature,
@@ -173,18 +203,32 @@ def compile_function(fn: Callable[..., Any], variables: Iterable[keras.Variable]
         return _JaxFunction(fn, variables, jit)
     if jit and os.environ.get("GAMO_TORCH_COMPILE"):      # measured slower (bench/README.md)
         return torch.compile(fn)
-    return plain_step(fn) if PLAIN_STEPS else fn
+    if not PLAIN_STEPS:
+        return fn
+    step = plain_step(fn, convolution_threads() if convolutional else None)
+    return in_row_chunks(step, TORCH_IMAGES_PER_CALL) if convolutional and row_by_row else step
 
 
-def plain_step(fn: Callable[..., Any]) -> Callable[..., Any]:
+def plain_step(fn: Callable[..., Any], threads: int | None = None) -> Callable[..., Any]:
     """fn as a PyTorch step: its NumPy arguments converted to tensors once, on the
-    way in, and call sites' BatchNorm statistics written together at its end."""
+    way in, call sites' BatchNorm statistics written together at its end, and run
+    with `threads` intra-op threads (None: as set)."""
     from gamo.backend_torch import deferred_site_statistics
 
     def step(*args: Any) -> Any:
-        with deferred_site_statistics():
+        with torch_threads(threads) if threads else contextlib.nullcontext(), deferred_site_statistics():
             return fn(*(ops.convert_to_tensor(a) if isinstance(a, np.ndarray) else a for a in args))
     return step
+
+
+def in_row_chunks(fn: Callable[..., Tensor], rows: int) -> Callable[..., Tensor]:
+    """fn(*arrays) on at most `rows` rows of each at a time, the results joined (PyTorch)."""
+    def chunked(*arrays: Any) -> Tensor:
+        total = len(arrays[0])
+        if total <= rows:
+            return fn(*arrays)
+        return torch.cat([fn(*(a[start:start + rows] for a in arrays)) for start in range(0, total, rows)])
+    return chunked
 
 
 # On TensorFlow, XLA compiles the game's step for about 10 s more than a plain graph

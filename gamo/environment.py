@@ -3,8 +3,8 @@ imports Keras or a backend, so it can be asked before they start.
 
 Also the backend settings that this project's scripts choose for themselves:
 TensorFlow's start-up lines muted (for a program that imports gamo too, unless
-it sets TF_CPP_MIN_LOG_LEVEL itself), oneDNN for the convolutional scripts,
-one PyTorch thread (gamo.backend).
+it sets TF_CPP_MIN_LOG_LEVEL itself), oneDNN and sleeping OpenMP threads for the
+convolutional scripts, PyTorch's threads (gamo.backend).
 """
 
 from __future__ import annotations
@@ -105,9 +105,13 @@ def import_tensorflow_quietly() -> ModuleType:
     return tf
 
 
-def prefer_onednn() -> None:
-    """In this project's scripts, TensorFlow's oneDNN kernels unless TF_ENABLE_ONEDNN_OPTS
-    says otherwise: they run the feature extractor F fastest (gamo.backend.jit_for_convolutions);
-    TensorFlow turns them on by itself only on some CPUs. Call before TensorFlow is imported."""
+def prefer_convolution_settings() -> None:
+    """In this project's convolutional scripts, unless the environment says otherwise:
+    TensorFlow's oneDNN kernels, which run the feature extractor F fastest
+    (gamo.backend.jit_for_convolutions; TensorFlow turns them on by itself only on
+    some CPUs), and OpenMP threads that sleep while they wait, so that PyTorch can
+    give convolutions every core (gamo.backend.convolution_threads). Call before
+    the backend is imported."""
     if running_our_script():
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -56,9 +56,10 @@ class FeatureGamo(Learner):
             lambda images, targets: update(self.optimizer, trained, lambda: mse(
                 targets, classifier(step_extractor(images, training=True), training=False))),
             self.state_variables(), jit_for_convolutions(jit),
-            signature=inputs_and_targets_spec(extractor, self.num_classes))
+            signature=inputs_and_targets_spec(extractor, self.num_classes), convolutional=True)
         self.compiled_features = compile_function(lambda images: step_extractor(images, training=False),
-                                                  extractor.variables, jit_for_convolutions(jit))
+                                                  extractor.variables, jit_for_convolutions(jit),
+                                                  convolutional=True, row_by_row=True)
         self.train_features: np.ndarray | None = None
         # F+M's losses of the last epoch, reported with the next batch
         self.epoch_losses: list[Tensor] = []

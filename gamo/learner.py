@@ -102,11 +102,12 @@ class ClassifierOnly(Learner):
         self.trainable = [v for m in self.networks for v in m.trainable_variables]
         self.opt_classifier = self.adam.new(self.trainable)
         jit = jit if extractor is None else jit_for_convolutions(jit)
+        convolutional = extractor is not None
         self.compiled_step = compile_function(self.step, self.state_variables(), jit, signature=(
-            inputs_and_targets_spec(extractor or classifier, self.num_classes)))
+            inputs_and_targets_spec(extractor or classifier, self.num_classes)), convolutional=convolutional)
         self.compiled_predict = compile_function(
             lambda x: keras.ops.argmax(self.outputs(x, training=False), axis=-1),
-            [v for m in self.networks for v in m.variables], jit)
+            [v for m in self.networks for v in m.variables], jit, convolutional=convolutional, row_by_row=True)
 
     def outputs(self, x: Tensor, training: bool) -> Tensor:
         """M's class probabilities (through F first, if there is one)."""

@@ -77,7 +77,7 @@ class ClassVae:
         # (the default) the count runs on from class to class (QUIRK).
         self.optimizer = adam.new(self.variables)
         self.compiled_step = compile_function(self.step, [*vae_state_variables(self), *adam.variables],
-                                              settings.jit)
+                                              settings.jit, convolutional=True)
 
     def __call__(self, features, noise):
         encoder, sampling, decoder = self.networks

@@ -183,3 +183,57 @@ def test_a_vae_decodes_numpy_features_outside_a_step():
     rng = np.random.default_rng(0)
     images = vae.images_from(rng.uniform(-1, 1, (5, 32)).astype(np.float32), rng)     # NumPy in, as GAMO2pix does
     assert images.shape == (5, 8, 8, 1) and np.all(np.abs(images) <= 1)
+
+
+def threads_set_during(call, monkeypatch):
+    """The intra-op thread counts PyTorch is given while `call` runs."""
+    import torch
+
+    counts, set_threads = [], torch.set_num_threads
+
+    def recorded(count):
+        counts.append(count)
+        set_threads(count)
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "set_num_threads", recorded)
+        call()
+    return counts
+
+
+def test_convolutional_functions_get_every_core_only_while_waiting_threads_sleep(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(gamo.backend, "CORE_THREADS", 3)
+    before = torch.get_num_threads()
+    seen = []
+    for policy in ("PASSIVE", "ACTIVE"):
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+        step = gamo.backend.compile_function(lambda x: seen.append(torch.get_num_threads()) or x, [],
+                                             convolutional=True)
+        step(np.zeros((2, 3), np.float32))
+    assert seen == [3, before] and torch.get_num_threads() == before
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")          # the user's choice stands
+    assert gamo.backend.convolution_threads() is None
+
+
+def test_f_and_m_and_features_run_on_convolution_threads_and_the_game_on_its_own(monkeypatch):
+    monkeypatch.setattr(gamo.backend, "convolution_threads", lambda: 3)
+    monkeypatch.setattr(gamo.backend, "TORCH_IMAGES_PER_CALL", 64)
+    x, y = digits()
+    images, onehot = x.reshape(-1, 8, 8, 1), one_hot(y, 4)
+    learner = feature_game.FeatureGamo(nets.build_feature_extractor((8, 8, 1), 32),
+                                       game(32, Imbalance(np.bincount(y))), BATCH)
+    assert 3 in threads_set_during(lambda: learner.compiled_feature_step(images[:BATCH], onehot[:BATCH]),
+                                   monkeypatch)
+    features = {}
+    features_threads = threads_set_during(lambda: features.update(chunked=learner.features(images[:150])),
+                                          monkeypatch)
+    assert features_threads.count(3) == 3            # 150 images: calls of 64, 64 and 22
+    learner.gamo.players.set_class_points(features["chunked"], y[:150])
+    inputs = learner.gamo.step_inputs(features["chunked"][:BATCH], onehot[:BATCH], np.random.default_rng(0))
+    assert 3 not in threads_set_during(lambda: learner.gamo.compiled_step(*inputs), monkeypatch)
+    # in chunks, as in one call
+    whole = keras.ops.convert_to_numpy(learner.extractor(images[:150], training=False))
+    np.testing.assert_allclose(features["chunked"], whole, rtol=1e-6, atol=1e-6)

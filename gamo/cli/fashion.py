@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gamo.environment import prefer_onednn
+from gamo.environment import prefer_convolution_settings
 
-prefer_onednn()   # read when TensorFlow is imported, below
+prefer_convolution_settings()   # read when the backend is imported, below
 
 from gamo import sizes  # noqa: E402
 from gamo.cli.dense import Settings, add_game_options  # noqa: E402

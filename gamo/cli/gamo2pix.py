@@ -9,14 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-from gamo.data import load_dataset
-from gamo.errors import InputError, run_cli
-from gamo.files import save_json
-from gamo.gamo2pix import PixRun, load_gamo_models, newest_models_folder
-from gamo.images import FASHION_MNIST_NAMES, add_picture_options
-from gamo.run.folder import claim_output_dir
-from gamo.run.settings import TrainingSettings, add_training_options, comparable, new_parser, settings_from
-from gamo.seeding import set_random_seed
+from gamo.environment import prefer_convolution_settings
+
+prefer_convolution_settings()   # read when the backend is imported, below
+
+from gamo.data import load_dataset  # noqa: E402
+from gamo.errors import InputError, run_cli  # noqa: E402
+from gamo.files import save_json  # noqa: E402
+from gamo.gamo2pix import PixRun, load_gamo_models, newest_models_folder  # noqa: E402
+from gamo.images import FASHION_MNIST_NAMES, add_picture_options  # noqa: E402
+from gamo.run.folder import claim_output_dir  # noqa: E402
+from gamo.run.settings import TrainingSettings, add_training_options, comparable, new_parser, settings_from  # noqa: E402
+from gamo.seeding import set_random_seed  # noqa: E402
 
 
 @dataclass
