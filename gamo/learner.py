@@ -107,7 +107,8 @@ class ClassifierOnly(Learner):
             inputs_and_targets_spec(extractor or classifier, self.num_classes)), convolutional=convolutional)
         self.compiled_predict = compile_function(
             lambda x: keras.ops.argmax(self.outputs(x, training=False), axis=-1),
-            [v for m in self.networks for v in m.variables], jit, convolutional=convolutional, row_by_row=True)
+            [v for m in self.networks for v in m.variables], jit,
+            convolutional=convolutional, row_by_row=True)
 
     def outputs(self, x: Tensor, training: bool) -> Tensor:
         """M's class probabilities (through F first, if there is one)."""
