@@ -83,9 +83,18 @@ def convolution_threads() -> int | None:
     alone, 5-10% slower beside a busy process; with spinning waits (OpenMP's
     default) a second thread made them 2.2 times slower as soon as another process
     shared the cores (bench/README.md). None: as set (OMP_NUM_THREADS, spinning waits)."""
-    if "OMP_NUM_THREADS" in os.environ or os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+    if BACKEND != "torch" or "OMP_NUM_THREADS" in os.environ \
+            or os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
         return None
     return CORE_THREADS
+
+
+def thread_settings() -> str:
+    """The intra-op threads a run uses, for its settings.json."""
+    if BACKEND != "torch":
+        return os.environ.get("TF_NUM_INTRAOP_THREADS", "all cores")
+    wide = convolution_threads()
+    return f"{torch.get_num_threads()}" + (f", {wide} for convolutions" if wide else "")
 
 
 # PyTorch's eager convolutions over 1024 images outgrow the caches: inference runs
@@ -189,8 +198,8 @@ def compile_function(fn: Callable[..., Any], variables: Iterable[keras.Variable]
 
     TensorFlow: a tf.function (traced once for `signature`, if given), under
     XLA if jit and `whole` (not whole: its xla_cluster parts are); JAX: fn
-    made pure over the variables' values, under jax.jit if jit; PyTorch: fn
-    itself (eager), which measured faster than torch.compile here (bench/README.md).
+    made pure over the variables' values, under jax.jit if jit; PyTorch: fn run
+    eagerly (faster than torch.compile here, bench/README.md) by plain_step.
     `convolutional`: fn runs convolutions over a batch of images (PyTorch gives it
     convolution_threads()); `row_by_row`: each row of fn's result depends on the
     same row of its arguments alone, as in inference (PyTorch feeds it at most

@@ -29,6 +29,7 @@ import contextlib
 import inspect
 import itertools
 import math
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -157,8 +158,7 @@ def batch_normalization(layer: layers.BatchNormalization) -> Callable[..., torch
 
     def apply(x: torch.Tensor, training: bool) -> torch.Tensor:
         if not (training and layer.trainable):
-            if _DEFERRED:          # a call site's statistics may be waiting to be written here
-                apply_deferred_statistics()
+            apply_deferred_statistics()     # a call site's may be waiting to be written here
             return normalised(x, moving_mean, moving_variance)
         if x.dim() == 2:
             # PyTorch's batch_norm kernel, forward and backward, on the batch's own
@@ -184,6 +184,7 @@ def batch_normalization(layer: layers.BatchNormalization) -> Callable[..., torch
         if site is not None:
             record_site_statistics(SiteRecord(site, layer, mean, mean_of_squares, rows))
             return
+        apply_deferred_statistics()         # a call site's, waiting for this layer, first
         variance = mean_of_squares - torch.square(mean)
         moving_mean.copy_(moving_mean * momentum + mean * (1.0 - momentum))
         moving_variance.copy_(moving_variance * momentum + variance * (1.0 - momentum))
@@ -309,8 +310,13 @@ def route_rows(code: torch.Tensor, labels: torch.Tensor,
     return routed
 
 
-# Call sites' statistics waiting to be written, in the order recorded (None: written at once).
-_DEFERRED: dict[tuple[int, int], SiteRecord] | None = None
+class Deferral(threading.local):
+    """Call sites' statistics waiting to be written, in the order recorded, per
+    thread (None: written at once)."""
+    waiting: dict[tuple[int, int], SiteRecord] | None = None
+
+
+_DEFERRAL = Deferral()
 
 
 @contextlib.contextmanager
@@ -318,37 +324,41 @@ def deferred_site_statistics() -> Iterator[None]:
     """Inside (a step), call sites' BatchNorm statistics wait and are written together
     on the way out, or before an inference-mode call of a layer could read them: a
     dozen vectorised operations for a batch's 36 calls, not sixteen for each."""
-    global _DEFERRED
-    if _DEFERRED is not None:          # nested: the outermost writes them
+    if _DEFERRAL.waiting is not None:          # nested: the outermost writes them
         yield
         return
-    _DEFERRED = {}
+    _DEFERRAL.waiting = {}
     try:
         yield
     finally:
-        apply_deferred_statistics()
-        _DEFERRED = None
+        try:
+            apply_deferred_statistics()
+        finally:
+            _DEFERRAL.waiting = None
 
 
 def record_site_statistics(record: SiteRecord) -> None:
     """A call's statistics to its site: now, or with the step's others (deferred_site_statistics)."""
-    if _DEFERRED is None:
+    waiting = _DEFERRAL.waiting
+    if waiting is None:
         write_site_statistics([record])
         return
     key = (id(record.site), id(record.layer))
-    if key in _DEFERRED:               # a site's second call averages into what its first wrote
+    if key in waiting:                 # a site's second call averages into what its first wrote
         apply_deferred_statistics()
-    _DEFERRED[key] = record
+    waiting[key] = record
 
 
 def apply_deferred_statistics() -> None:
-    """Write the statistics waiting (deferred_site_statistics)."""
-    if _DEFERRED:
-        records = list(_DEFERRED.values())
-        _DEFERRED.clear()
+    """Write the statistics waiting (deferred_site_statistics), if any."""
+    waiting = _DEFERRAL.waiting
+    if waiting:
+        records = list(waiting.values())
+        waiting.clear()
         write_site_statistics(records)
 
 
+@torch.no_grad()
 def write_site_statistics(records: Sequence[SiteRecord]) -> None:
     """CallSiteStatistics.record's arithmetic (see there) for these calls, in the order
     given, on the tensors in place: the same operations elementwise, each over every

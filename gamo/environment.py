@@ -109,9 +109,10 @@ def prefer_convolution_settings() -> None:
     """In this project's convolutional scripts, unless the environment says otherwise:
     TensorFlow's oneDNN kernels, which run the feature extractor F fastest
     (gamo.backend.jit_for_convolutions; TensorFlow turns them on by itself only on
-    some CPUs), and OpenMP threads that sleep while they wait, so that PyTorch can
-    give convolutions every core (gamo.backend.convolution_threads). Call before
-    the backend is imported."""
+    some CPUs), and on PyTorch OpenMP threads that sleep while they wait, so that
+    convolutions can have every core (gamo.backend.convolution_threads). Call
+    before the backend is imported."""
     if running_our_script():
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        if keras_backend_name() == "torch":
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

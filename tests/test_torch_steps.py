@@ -203,37 +203,64 @@ def threads_set_during(call, monkeypatch):
 def test_convolutional_functions_get_every_core_only_while_waiting_threads_sleep(monkeypatch):
     import torch
 
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(gamo.backend, "CORE_THREADS", 3)
     before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(gamo.backend, "CORE_THREADS", before + 1)
     seen = []
     for policy in ("PASSIVE", "ACTIVE"):
         monkeypatch.setenv("OMP_WAIT_POLICY", policy)
         step = gamo.backend.compile_function(lambda x: seen.append(torch.get_num_threads()) or x, [],
                                              convolutional=True)
         step(np.zeros((2, 3), np.float32))
-    assert seen == [3, before] and torch.get_num_threads() == before
+    assert seen == [before + 1, before] and torch.get_num_threads() == before
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")          # the user's choice stands
     assert gamo.backend.convolution_threads() is None
 
 
 def test_f_and_m_and_features_run_on_convolution_threads_and_the_game_on_its_own(monkeypatch):
-    monkeypatch.setattr(gamo.backend, "convolution_threads", lambda: 3)
+    import torch
+
+    wide = torch.get_num_threads() + 1
+    monkeypatch.setattr(gamo.backend, "convolution_threads", lambda: wide)
     monkeypatch.setattr(gamo.backend, "TORCH_IMAGES_PER_CALL", 64)
     x, y = digits()
     images, onehot = x.reshape(-1, 8, 8, 1), one_hot(y, 4)
     learner = feature_game.FeatureGamo(nets.build_feature_extractor((8, 8, 1), 32),
                                        game(32, Imbalance(np.bincount(y))), BATCH)
-    assert 3 in threads_set_during(lambda: learner.compiled_feature_step(images[:BATCH], onehot[:BATCH]),
-                                   monkeypatch)
+    # A training step on 100 images is one call (never cut in chunks), on every core.
+    step_threads = threads_set_during(lambda: learner.compiled_feature_step(images[:100], onehot[:100]),
+                                      monkeypatch)
+    assert step_threads.count(wide) == 1
     features = {}
     features_threads = threads_set_during(lambda: features.update(chunked=learner.features(images[:150])),
                                           monkeypatch)
-    assert features_threads.count(3) == 3            # 150 images: calls of 64, 64 and 22
+    assert features_threads.count(wide) == 3            # 150 images: calls of 64, 64 and 22
     learner.gamo.players.set_class_points(features["chunked"], y[:150])
     inputs = learner.gamo.step_inputs(features["chunked"][:BATCH], onehot[:BATCH], np.random.default_rng(0))
-    assert 3 not in threads_set_during(lambda: learner.gamo.compiled_step(*inputs), monkeypatch)
+    assert wide not in threads_set_during(lambda: learner.gamo.compiled_step(*inputs), monkeypatch)
     # in chunks, as in one call
     whole = keras.ops.convert_to_numpy(learner.extractor(images[:150], training=False))
     np.testing.assert_allclose(features["chunked"], whole, rtol=1e-6, atol=1e-6)
+
+
+def test_a_deferral_ends_even_if_writing_fails_and_writes_statistics_that_carry_gradients(monkeypatch):
+    import torch
+
+    from gamo import backend_torch
+
+    learner, _, _ = probe_game(False, monkeypatch)
+    site = learner.players.trunk_sites[("M", learner.minority[0])]
+    layer = site.layers[0]
+    width = layer.moving_mean.shape[0]
+    mean = torch.rand(width, requires_grad=True) * 1      # as an image's moments, from the graph
+    record = backend_torch.SiteRecord(site, layer, mean, mean * mean + 1, 4)
+    with monkeypatch.context() as patch:
+        patch.setattr(backend_torch, "write_site_statistics", lambda records: 1 / 0)
+        with pytest.raises(ZeroDivisionError), backend_torch.deferred_site_statistics():
+            backend_torch.record_site_statistics(record)
+    assert backend_torch._DEFERRAL.waiting is None       # later steps write theirs again
+    with backend_torch.deferred_site_statistics():
+        backend_torch.record_site_statistics(record)
+    accumulator = site.accumulators[layer.name].value
+    assert accumulator.grad_fn is None and np.any(keras.ops.convert_to_numpy(accumulator) != 0)

@@ -4,14 +4,13 @@ evaluations, pictures, saved models, checkpoints and result files."""
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from typing import NamedTuple
 
 import numpy as np
 
-from gamo.backend import numpy_losses
+from gamo.backend import numpy_losses, thread_settings
 from gamo.environment import PROCESS_STARTED, keras_backend_name
 from gamo.errors import InputError
 from gamo.files import atomic_path, save_json, save_npz
@@ -137,7 +136,7 @@ class Run(RunBase):
             "final_step": self.step, "batches": self.step // 2,
             "classifier_updates": self.learner.classifier_updates(), **self.facts, "wall_time_s": wall,
             "process_time_s": time.time() - PROCESS_STARTED,
-            "backend": keras_backend_name(), "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all cores"),
+            "backend": keras_backend_name(), "threads": thread_settings(),
             "versions": library_versions()})
         test, out = self.latest, self.out_dir
         print(f"final test ACSA {test.acsa:.4f} GM {test.gm:.4f} acc {test.acc:.4f} after {self.step} steps "
