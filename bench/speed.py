@@ -44,9 +44,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gamo.environment import import_backend_quietly, prefer_convolution_settings
+from gamo.environment import import_backend_quietly, prefer_onednn, prefer_sleeping_threads
 
-prefer_convolution_settings()   # as the convolutional script does
+prefer_onednn()            # as the convolutional script does
+prefer_sleeping_threads()
 import_backend_quietly()   # before Keras, which imports its backend
 
 import keras  # noqa: E402

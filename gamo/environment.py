@@ -105,14 +105,18 @@ def import_tensorflow_quietly() -> ModuleType:
     return tf
 
 
-def prefer_convolution_settings() -> None:
-    """In this project's convolutional scripts, unless the environment says otherwise:
-    TensorFlow's oneDNN kernels, which run the feature extractor F fastest
-    (gamo.backend.jit_for_convolutions; TensorFlow turns them on by itself only on
-    some CPUs), and on PyTorch OpenMP threads that sleep while they wait, so that
-    convolutions can have every core (gamo.backend.convolution_threads). Call
-    before the backend is imported."""
+def prefer_onednn() -> None:
+    """In this project's scripts, TensorFlow's oneDNN kernels unless TF_ENABLE_ONEDNN_OPTS
+    says otherwise: they run the feature extractor F fastest (gamo.backend.jit_for_convolutions);
+    TensorFlow turns them on by itself only on some CPUs. Call before TensorFlow is imported."""
     if running_our_script():
         os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-        if keras_backend_name() == "torch":
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def prefer_sleeping_threads() -> None:
+    """In this project's convolutional scripts on PyTorch, OpenMP threads that sleep
+    while they wait (OMP_WAIT_POLICY=PASSIVE) unless the environment says otherwise,
+    so that convolutions can have every core (gamo.backend.convolution_threads).
+    Call before PyTorch is imported."""
+    if running_our_script() and keras_backend_name() == "torch":
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gamo.environment import prefer_convolution_settings
+from gamo.environment import prefer_onednn, prefer_sleeping_threads
 
-prefer_convolution_settings()   # read when the backend is imported, below
+prefer_onednn()             # read when the backend is imported, below
+prefer_sleeping_threads()
 
 from gamo import sizes  # noqa: E402
 from gamo.cli.dense import Settings, add_game_options  # noqa: E402

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gamo.environment import prefer_convolution_settings
+from gamo.environment import prefer_sleeping_threads
 
-prefer_convolution_settings()   # read when the backend is imported, below
+prefer_sleeping_threads()   # read when the backend is imported, below
 
 from gamo.data import load_dataset  # noqa: E402
 from gamo.errors import InputError, run_cli  # noqa: E402
